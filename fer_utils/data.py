@@ -1,0 +1,295 @@
+"""Find, read and validate FER2013 in the forms students have, and feed it to Keras."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+IMAGE_SIZE = 48
+N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+SPLITS = ("train", "val", "test")
+USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+# Looked for under data/, in this order, when FER_DATA is not set.
+DATA_CANDIDATES = ("fer2013.csv", "fer2013.csv.gz", "train.csv", "fer2013", ".")
+VAL_FRACTION = 0.1
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message names the file, row and problem."""
+
+
+@dataclass
+class FerData:
+    """Images (uint8, N x 48 x 48) and labels (int) per split, with where they came from."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    source: str
+    path: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def is_synthetic(self) -> bool:
+        """True for the generated stand-in."""
+        return self.source == "synthetic"
+
+    @property
+    def fingerprint(self) -> str:
+        """Short SHA-256 of every image and label, split by split."""
+        h = hashlib.sha256()
+        for split in SPLITS:
+            h.update(split.encode())
+            h.update(np.ascontiguousarray(self.x[split], dtype=np.uint8).tobytes())
+            h.update(np.ascontiguousarray(self.y[split], dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def counts(self) -> pd.DataFrame:
+        """Images per class (rows) and split (columns), with totals."""
+        table = pd.DataFrame(
+            {s: np.bincount(self.y[s], minlength=len(CLASSES)) for s in SPLITS},
+            index=pd.Index(CLASSES, name="class"),
+        )
+        table.loc["total"] = table.sum()
+        return table
+
+    def describe(self) -> str:
+        """One paragraph saying what was loaded, for logs and the book."""
+        sizes = ", ".join(f"{s} {len(self.y[s]):,}" for s in SPLITS)
+        where = f" from {self.path}" if self.path else ""
+        text = f"FER data: {self.source}{where} ({sizes}); fingerprint {self.fingerprint}."
+        return " ".join([text, *self.notes])
+
+
+def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = True) -> FerData:
+    """Load FER2013 from `path`, else $FER_DATA, else data/, else the synthetic stand-in."""
+    target = _resolve(path)
+    if target is None:
+        from fer_utils.synthetic import make_synthetic
+
+        data = make_synthetic(seed=seed)
+    else:
+        data = read(target, seed=seed)
+    if verbose:
+        print(data.describe())
+    return data
+
+
+def _resolve(path: str | os.PathLike | None) -> Path | None:
+    """Where to read from: the argument, $FER_DATA, or the first documented name under data/."""
+    if path is None and os.environ.get("FER_DATA"):
+        path = os.environ["FER_DATA"]
+        if not Path(path).exists():
+            raise DataError(f"FER_DATA is set to {path!r}, which does not exist.")
+    if path is not None:
+        if not Path(path).exists():
+            raise DataError(f"{path}: no such file or folder.")
+        return Path(path)
+    for name in DATA_CANDIDATES:
+        candidate = DATA_DIR / name
+        if candidate.is_file() or (candidate.is_dir() and (candidate / "train").is_dir()):
+            return candidate
+    return None
+
+
+def read(path: str | os.PathLike, seed: int = 0) -> FerData:
+    """Read a Kaggle CSV, a course `label,feature` CSV or an image-folder tree."""
+    path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path, seed=seed)
+    frame = _read_csv(path)
+    columns = set(frame.columns)
+    if {"emotion", "pixels", "Usage"} <= columns:
+        return _from_kaggle(frame, path)
+    if {"label", "feature"} <= columns:
+        return _from_course(frame, path, seed)
+    raise DataError(
+        f"{path}: columns {sorted(columns)} match neither the Kaggle format (emotion,pixels,Usage) "
+        "nor the course format (label,feature)."
+    )
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """Read a CSV (plain or gzip) as strings, turning every failure into a DataError."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty.") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as err:
+        raise DataError(f"{path}: cannot be decompressed or read ({err}); is it truncated?") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV ({err}).") from None
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no rows.")
+    frame.columns = [c.strip() for c in frame.columns]
+    return frame
+
+
+def _from_kaggle(frame: pd.DataFrame, path: Path) -> FerData:
+    """Split a Kaggle `emotion,pixels,Usage` table by its Usage column."""
+    labels = _parse_labels(frame["emotion"], path, "emotion")
+    pixels = parse_pixels(frame["pixels"], path)
+    usage = frame["Usage"].str.strip()
+    unknown = ~usage.isin(list(USAGE_TO_SPLIT))
+    if unknown.any():
+        row = int(np.argmax(unknown.to_numpy()))
+        raise DataError(
+            f"{_at(path, row)}: Usage {usage.iloc[row]!r} is not one of {list(USAGE_TO_SPLIT)}."
+        )
+    split = usage.map(USAGE_TO_SPLIT).to_numpy()
+    x = {s: pixels[split == s] for s in SPLITS}
+    y = {s: labels[split == s] for s in SPLITS}
+    notes = [] if len(y["test"]) else ["This file has no PrivateTest rows, so the test split is empty."]
+    return FerData(x, y, "kaggle-csv", str(path), notes)
+
+
+def _from_course(frame: pd.DataFrame, path: Path, seed: int) -> FerData:
+    """Split a course `label,feature` table into train and a stratified, seeded validation set."""
+    labels = _parse_labels(frame["label"], path, "label")
+    pixels = parse_pixels(frame["feature"], path)
+    train, val = stratified_split(labels, VAL_FRACTION, seed)
+    x = {"train": pixels[train], "val": pixels[val], "test": pixels[:0]}
+    y = {"train": labels[train], "val": labels[val], "test": labels[:0]}
+    note = (
+        f"This file has no Usage column: {VAL_FRACTION:.0%} of its rows, stratified by class "
+        f"with seed {seed}, form the validation split, and there is no test split."
+    )
+    return FerData(x, y, "course-csv", str(path), [note])
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded split that keeps each class's share in both parts."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        held.append(members[: int(round(fraction * len(members)))])
+    held = np.sort(np.concatenate(held))
+    kept = np.setdiff1d(np.arange(len(labels)), held)
+    return kept, held
+
+
+def _at(path: Path, row: int) -> str:
+    """'file, row r (line l)' for the 0-based data row `row` of a CSV with a header."""
+    return f"{path}, row {row + 1} (line {row + 2})"
+
+
+def _parse_labels(column: pd.Series, path: Path, name: str) -> np.ndarray:
+    """Labels 0..6 as int64, or a DataError naming the first bad row."""
+    text = column.str.strip()
+    valid = text.isin([str(i) for i in range(len(CLASSES))])
+    if not valid.all():
+        row = int(np.argmax(~valid.to_numpy()))
+        raise DataError(
+            f"{_at(path, row)}: {name} {text.iloc[row]!r} is not a class label 0-{len(CLASSES) - 1}."
+        )
+    return text.astype(np.int64).to_numpy()
+
+
+def parse_pixels(column: pd.Series, path: Path) -> np.ndarray:
+    """Space-separated grey levels to an (N, 48, 48) uint8 array, or a DataError naming the row."""
+    text = column.str.strip()
+    counts = text.str.count(" ").to_numpy() + (text.str.len().to_numpy() > 0)
+    bad = np.flatnonzero(counts != N_PIXELS)
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(
+            f"{_at(path, row)}: {counts[row]} pixel values, expected {N_PIXELS} "
+            f"({IMAGE_SIZE}x{IMAGE_SIZE}, separated by single spaces)."
+        )
+    table = pd.read_csv(io.StringIO("\n".join(text)), sep=" ", header=None, engine="c")
+    values = table.to_numpy()
+    if table.dtypes.eq(np.int64).all() and values.min() >= 0 and values.max() <= 255:
+        return values.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
+    raw = pd.read_csv(io.StringIO("\n".join(text)), sep=" ", header=None, dtype=str, keep_default_na=False)
+    values = raw.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad_value = ~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values > 255)
+    row, col = map(int, np.argwhere(bad_value)[0])
+    raise DataError(
+        f"{_at(path, row)}, pixel {col + 1}: {raw.iat[row, col]!r} is not an integer grey level 0-255."
+    )
+
+
+_PREFIX = re.compile(r"^(Training|PublicTest|PrivateTest)_", re.IGNORECASE)
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
+
+
+def read_image_folder(root: Path, seed: int = 0) -> FerData:
+    """Read the Kaggle image tree `train/<class>/*.jpg`, `test/<class>/*.jpg`."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not (root / "train").is_dir():
+        raise DataError(
+            f"{root}: no recognisable FER2013 layout; expected train/<class>/*.jpg and test/<class>/*.jpg "
+            f"with class folders named {', '.join(CLASSES)}."
+        )
+    items: dict[str, list[tuple[np.ndarray, int]]] = {s: [] for s in SPLITS}
+    unprefixed_test = False
+    for top in ("train", "test"):
+        folder = root / top
+        if not folder.is_dir():
+            continue
+        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+            if class_dir.name.lower() not in CLASSES:
+                raise DataError(f"{class_dir}: folder name is not one of the classes {', '.join(CLASSES)}.")
+            label = CLASSES.index(class_dir.name.lower())
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() not in _IMAGE_SUFFIXES:
+                    raise DataError(f"{file}: not an image file (expected one of {sorted(_IMAGE_SUFFIXES)}).")
+                try:
+                    with Image.open(file) as im:
+                        image = np.asarray(im.convert("L"))
+                except (UnidentifiedImageError, OSError) as err:
+                    raise DataError(f"{file}: cannot be read as an image ({err}).") from None
+                if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+                    raise DataError(f"{file}: image is {image.shape[1]}x{image.shape[0]}, expected 48x48.")
+                match = _PREFIX.match(file.name)
+                if match:
+                    split = USAGE_TO_SPLIT[{u.lower(): u for u in USAGE_TO_SPLIT}[match.group(1).lower()]]
+                else:
+                    split = "train" if top == "train" else "test"
+                    unprefixed_test |= top == "test"
+                items[split].append((image, label))
+    if not items["train"]:
+        raise DataError(f"{root / 'train'}: holds no images in class folders.")
+    x = {s: np.array([i for i, _ in items[s]], dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE) for s in SPLITS}
+    y = {s: np.array([l for _, l in items[s]], dtype=np.int64) for s in SPLITS}
+    notes = []
+    if not len(y["val"]):
+        keep, held = stratified_split(y["train"], VAL_FRACTION, seed)
+        x["val"], y["val"] = x["train"][held], y["train"][held]
+        x["train"], y["train"] = x["train"][keep], y["train"][keep]
+        notes.append(f"No PublicTest_ files: {VAL_FRACTION:.0%} of train, stratified with seed {seed}, validates.")
+    if unprefixed_test:
+        notes.append("test/ files without a PublicTest_/PrivateTest_ prefix form the test split.")
+    return FerData(x, y, "image-folder", str(root), notes)
+
+
+def to_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = 128, shuffle: bool = False,
+               seed: int = 0, augment=None):
+    """A tf.data pipeline of scaled (N, 48, 48, 1) float32 images and integer labels."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((scale(x), y.astype(np.int32)))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if augment is not None:
+        ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def scale(x: np.ndarray) -> np.ndarray:
+    """uint8 images (N, 48, 48) to the model's float32 input (N, 48, 48, 1) in [0, 1]."""
+    return (x.astype(np.float32) / 255.0)[..., None]

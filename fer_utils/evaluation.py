@@ -1,0 +1,93 @@
+"""Predictions and the numbers that judge them: accuracy, per-class scores, confusion matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fer_utils.data import CLASSES, scale
+
+
+def predict(model, x: np.ndarray, tta: bool = False, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, 7) for uint8 images; `tta` averages in the mirrored image."""
+    images = scale(x)
+    probs = model.predict(images, batch_size=batch_size, verbose=0)
+    if tta:
+        probs = (probs + model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+    return np.asarray(probs, dtype=np.float64)
+
+
+@dataclass
+class Evaluation:
+    """Scores of predicted labels against true labels over the seven classes."""
+
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+    @property
+    def n(self) -> int:
+        """Number of examples."""
+        return len(self.y_true)
+
+    @property
+    def accuracy(self) -> float:
+        """Share of examples predicted right."""
+        return float(np.mean(self.y_true == self.y_pred)) if self.n else float("nan")
+
+    @property
+    def confusion(self) -> pd.DataFrame:
+        """Counts: rows are true classes, columns predicted classes."""
+        counts = np.zeros((len(CLASSES), len(CLASSES)), dtype=np.int64)
+        np.add.at(counts, (self.y_true, self.y_pred), 1)
+        index = pd.Index(CLASSES, name="true")
+        return pd.DataFrame(counts, index=index, columns=pd.Index(CLASSES, name="predicted"))
+
+    @property
+    def confusion_normalized(self) -> pd.DataFrame:
+        """Confusion matrix with each true-class row summing to 1 (rows with no examples stay 0)."""
+        counts = self.confusion
+        return counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
+
+    @property
+    def per_class(self) -> pd.DataFrame:
+        """Precision, recall, F1 and support per class."""
+        counts = self.confusion.to_numpy().astype(float)
+        tp = np.diag(counts)
+        precision = np.divide(tp, counts.sum(axis=0), out=np.zeros_like(tp), where=counts.sum(axis=0) > 0)
+        recall = np.divide(tp, counts.sum(axis=1), out=np.zeros_like(tp), where=counts.sum(axis=1) > 0)
+        denom = precision + recall
+        f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+        return pd.DataFrame({"precision": precision, "recall": recall, "f1": f1,
+                             "support": counts.sum(axis=1).astype(int)}, index=pd.Index(CLASSES, name="class"))
+
+    @property
+    def macro_f1(self) -> float:
+        """Unweighted mean of the per-class F1 over classes present in the true labels."""
+        table = self.per_class
+        return float(table.loc[table["support"] > 0, "f1"].mean())
+
+    def most_confused(self, k: int = 5) -> pd.DataFrame:
+        """The k largest off-diagonal cells: true class, predicted class, count and share of the true class."""
+        counts, shares = self.confusion, self.confusion_normalized
+        rows = [(t, p, int(counts.loc[t, p]), float(shares.loc[t, p]))
+                for t in CLASSES for p in CLASSES if t != p and counts.loc[t, p] > 0]
+        frame = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
+        return frame.sort_values(["share_of_true", "count"], ascending=False).head(k).reset_index(drop=True)
+
+    def mistaken_for(self) -> pd.Series:
+        """For each true class, the class it is most often wrongly predicted as."""
+        shares = self.confusion_normalized.to_numpy().copy()
+        np.fill_diagonal(shares, -1)
+        return pd.Series([CLASSES[i] for i in shares.argmax(axis=1)], index=pd.Index(CLASSES, name="true"))
+
+    def summary(self) -> dict:
+        """The headline numbers as plain Python values (for JSON)."""
+        return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1,
+                "recall": {c: float(r) for c, r in self.per_class["recall"].items()}}
+
+
+def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False) -> Evaluation:
+    """Predict `x` with `model` and score the predictions against `y`."""
+    return Evaluation(np.asarray(y), predict(model, x, tta=tta).argmax(axis=1))

@@ -1,0 +1,70 @@
+"""The report's CNN and the simple 3-layer CNN, built with the Keras functional API."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from fer_utils.data import CLASSES, IMAGE_SIZE
+
+INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
+# (filters, kernel size) of the report CNN's four conv blocks, and its two hidden dense widths.
+REPORT_CONV = ((32, 3), (64, 5), (64, 3), (32, 3))
+REPORT_DENSE = (256, 512)
+# "[64, 128, 512]": two conv blocks of 64 and 128 filters (3x3), then a dense layer of 512 units.
+SIMPLE_CONV = (64, 128)
+SIMPLE_DENSE = 512
+DROPOUT = 0.25
+LAST_CONV = {"report": "conv4", "simple": "conv2"}
+
+
+def conv_block(x, filters: int, kernel: int, index: int, dropout: float = DROPOUT):
+    """Conv2D('same') - BatchNorm - ReLU - MaxPool(2) - Dropout, with names ending in `index`."""
+    x = layers.Conv2D(filters, kernel, padding="same", name=f"conv{index}")(x)
+    x = layers.BatchNormalization(name=f"bn{index}")(x)
+    x = layers.Activation("relu", name=f"relu{index}")(x)
+    x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
+    return layers.Dropout(dropout, name=f"drop{index}")(x)
+
+
+def dense_block(x, units: int, name: str, dropout: float = DROPOUT):
+    """Dense - BatchNorm - ReLU - Dropout."""
+    x = layers.Dense(units, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Activation("relu", name=f"{name}_relu")(x)
+    return layers.Dropout(dropout, name=f"{name}_drop")(x)
+
+
+def report_cnn() -> keras.Model:
+    """The report's CNN: 4 conv blocks, Dense 256 and 512, softmax over 7 classes (319,975 params)."""
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = inputs
+    for i, (filters, kernel) in enumerate(REPORT_CONV, start=1):
+        x = conv_block(x, filters, kernel, i)
+    x = layers.Flatten(name="flatten")(x)
+    for units in REPORT_DENSE:
+        x = dense_block(x, units, f"dense{units}")
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="report_cnn")
+
+
+def simple_cnn() -> keras.Model:
+    """A simple 3-layer CNN, [64, 128, 512]: two conv blocks (64, 128 filters) and Dense 512."""
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    x = inputs
+    for i, filters in enumerate(SIMPLE_CONV, start=1):
+        x = conv_block(x, filters, 3, i)
+    x = layers.Flatten(name="flatten")(x)
+    x = dense_block(x, SIMPLE_DENSE, f"dense{SIMPLE_DENSE}")
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="simple_cnn")
+
+
+BUILDERS = {"report": report_cnn, "simple": simple_cnn}
+
+
+def build(name: str) -> keras.Model:
+    """A fresh model by name: 'report' or 'simple'."""
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(BUILDERS)}")
+    return BUILDERS[name]()

@@ -1,0 +1,223 @@
+"""Train a model on FER data reproducibly, on the best device present, with a results cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fer_utils.data import CLASSES, PROJECT_ROOT, FerData, to_dataset
+
+CACHE_DIR = PROJECT_ROOT / ".cache" / "runs"
+CACHE_VERSION = 1  # bump when training code changes what a cached run means
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run besides the model, the data and the seed."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.99
+    augment: bool = False
+    label_smoothing: float = 0.0
+    schedule: str = "constant"  # "constant" or "cosine"
+    early_stopping: int = 0  # patience in epochs on val accuracy; 0 trains all epochs
+    class_weight: bool = False  # weight classes by inverse frequency
+
+    def replace(self, **changes) -> "TrainConfig":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+# The original report's recipe: Adam(1e-3, 0.9, 0.99) on plain cross-entropy, no augmentation.
+REPORT = TrainConfig()
+# Our recipe for real FER2013: augmentation, cosine decay, label smoothing, best epoch kept.
+IMPROVED = TrainConfig(epochs=60, augment=True, label_smoothing=0.1, schedule="cosine", early_stopping=15)
+RECIPES = {"report": REPORT, "improved": IMPROVED}
+
+
+@dataclass
+class Run:
+    """A trained model with its per-epoch history and what produced it."""
+
+    model: object
+    history: pd.DataFrame
+    meta: dict
+    path: Path | None = None
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow, and make TensorFlow's ops deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def device_name() -> str:
+    """'GPU x N (name)' when TensorFlow sees GPUs, else the CPU's description."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return f"GPU x {len(gpus)} ({details.get('device_name', 'unknown')})"
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
+
+
+def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int) -> str:
+    """Cache key: a hash of the model name, data fingerprint, config, seed and code version."""
+    blob = json.dumps(
+        {"model": model_name, "data": data.fingerprint, "config": dataclasses.asdict(config),
+         "seed": seed, "version": CACHE_VERSION}, sort_keys=True)
+    return f"{model_name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def train(model_name: str, data: FerData, config: TrainConfig = REPORT, seed: int = 0,
+          cache_dir: Path | None = CACHE_DIR, verbose: int | None = None) -> Run:
+    """Train (or load from the cache) `model_name` on `data` and return the run."""
+    target = Path(cache_dir) / run_key(model_name, data, config, seed) if cache_dir else None
+    if target is not None and (target / "meta.json").exists():
+        run = load_run(target)
+        print(f"Loaded cached run {target.name}: {run.meta['epochs_run']} epochs, "
+              f"best val_accuracy {run.meta['best_val_accuracy']:.3f} (trained on {run.meta['device']}).")
+        return run
+    run = fit(model_name, data, config, seed, verbose)
+    if target is not None:
+        save_run(run, target)
+    return run
+
+
+def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verbose: int | None = None) -> Run:
+    """Build and train a fresh model; no cache."""
+    import keras
+    import tensorflow as tf
+
+    from fer_utils.models import build
+
+    set_seed(seed)
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    device = device_name()
+    print(f"Training {model_name} on {device}: {len(data.y['train']):,} images, "
+          f"up to {config.epochs} epochs of batch {config.batch_size}.")
+    steps = config.epochs * int(np.ceil(len(data.y["train"]) / config.batch_size))
+    with strategy.scope():
+        model = build(model_name)
+        model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, steps), config.beta_1, config.beta_2),
+                      loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                      metrics=["accuracy"])
+    train_ds = _one_hot(to_dataset(data.x["train"], data.y["train"], config.batch_size, shuffle=True, seed=seed,
+                                   augment=augmenter(seed) if config.augment else None))
+    val_ds = _one_hot(to_dataset(data.x["val"], data.y["val"], 512))
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if config.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping,
+                                                       mode="max", restore_best_weights=True))
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
+                        class_weight=class_weights(data.y["train"]) if config.class_weight else None,
+                        verbose=_verbosity(verbose))
+    seconds = time.perf_counter() - start
+    keras.mixed_precision.set_global_policy("float32")
+    frame = pd.DataFrame(history.history).rename_axis("epoch")
+    frame.index = frame.index + 1
+    meta = {"model": model_name, "config": dataclasses.asdict(config), "seed": seed,
+            "data_source": data.source, "data_path": data.path, "data_fingerprint": data.fingerprint,
+            "device": device, "seconds": round(seconds, 1), "epochs_run": len(frame),
+            "seconds_per_epoch": round(seconds / len(frame), 1),
+            "best_epoch": int(frame["val_accuracy"].idxmax()),
+            "best_val_accuracy": float(frame["val_accuracy"].max()),
+            "tensorflow": tf.__version__, "python": sys.version.split()[0]}
+    return Run(model, frame, meta)
+
+
+def _learning_rate(config: TrainConfig, steps: int):
+    """The optimiser's learning rate: constant, or cosine decay over all training steps."""
+    import keras
+
+    if config.schedule == "constant":
+        return config.learning_rate
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.01)
+    raise ValueError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
+
+
+def augmenter(seed: int):
+    """Random flips, shifts, small rotations and zooms, and random erasing, seeded."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
+        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 2),
+        layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+    ], name="augment")
+
+
+def _one_hot(ds):
+    """Labels to one-hot vectors, so label smoothing works."""
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASSES))), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def class_weights(labels: np.ndarray) -> dict[int, float]:
+    """Inverse-frequency class weights that average to 1 over the training set."""
+    counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
+    weights = len(labels) / (len(CLASSES) * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def _verbosity(verbose: int | None) -> int:
+    """Keras verbosity: a progress bar in a terminal, one line per epoch elsewhere."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def save_run(run: Run, target: Path) -> None:
+    """Write a run's weights, history and metadata, atomically: the folder appears complete or not at all."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        run.model.save(tmp / "model.keras")
+        run.history.to_csv(tmp / "history.csv")
+        (tmp / "meta.json").write_text(json.dumps(run.meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    run.path = target
+
+
+def load_run(path: Path) -> Run:
+    """A run saved by `save_run` (or the CLI's `train`)."""
+    import keras
+
+    path = Path(path)
+    if not (path / "meta.json").exists():
+        raise FileNotFoundError(f"{path}: not a saved run (no meta.json); train one with `python -m fer_utils train`.")
+    model = keras.models.load_model(path / "model.keras")
+    history = pd.read_csv(path / "history.csv", index_col="epoch")
+    return Run(model, history, json.loads((path / "meta.json").read_text()), path)
