@@ -516,7 +516,7 @@ def batchnorm_tf_check(
 
     sgd = keras.optimizers.SGD(learning_rate=lr)
     sgd.apply_gradients([(taped["gamma"], layer.gamma), (taped["beta"], layer.beta)])
-    lr = float(keras.ops.convert_to_numpy(sgd.learning_rate))  # Keras stores it in float32
+    lr = float(sgd.learning_rate.numpy())  # Keras stores it in float32
     x_np = x.numpy()
     updates = [
         (layer.gamma.numpy(), gamma0 - lr * closed["gamma"]),
