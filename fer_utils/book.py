@@ -1,0 +1,57 @@
+"""The book's settings in one place: which data, which recipe and how many epochs each chapter's runs use.
+
+Every chapter calls `book_data()` and `book_run(...)`; the training cache makes the second chapter
+that asks for a run load it instead of training again. Budget knobs (environment variables):
+
+- `FER_DATA`: the FER2013 file or folder (see data/README.md); unset means data/ or the synthetic stand-in.
+- `FER_EPOCHS`: override the number of epochs of every run the book trains.
+- `FER_SEED`: the one seed (default 0).
+"""
+
+from __future__ import annotations
+
+import os
+
+from fer_utils import data as fer_data
+from fer_utils import training
+
+# Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
+EPOCHS = {
+    ("report", "improved"): (60, 12),
+    ("report", "report"): (30, 12),
+    ("simple", "report"): (20, 5),
+}
+
+
+def seed() -> int:
+    """The book's seed: $FER_SEED or 0."""
+    return int(os.environ.get("FER_SEED", "0"))
+
+
+def book_data(verbose: bool = True) -> fer_data.FerData:
+    """The data this build uses, found as `fer_utils.data.load` documents."""
+    return fer_data.load(seed=seed(), verbose=verbose)
+
+
+def book_recipe(data: fer_data.FerData) -> str:
+    """The recipe of the report CNN that chapters 2-5 show: ours on FER2013, the report's on the stand-in.
+
+    Augmentation pays off only over many epochs; the stand-in's short runs learn more without it.
+    """
+    return "report" if data.is_synthetic else "improved"
+
+
+def book_config(data: fer_data.FerData, model: str = "report", recipe: str = "report") -> training.TrainConfig:
+    """The training configuration the book uses for `model` with `recipe` on `data`."""
+    real, synthetic = EPOCHS[(model, recipe)]
+    epochs = int(os.environ.get("FER_EPOCHS", synthetic if data.is_synthetic else real))
+    config = training.RECIPES[recipe].replace(epochs=epochs)
+    if config.early_stopping and data.is_synthetic:
+        config = config.replace(early_stopping=0)
+    return config
+
+
+def book_run(data: fer_data.FerData, model: str = "report", recipe: str | None = None) -> training.Run:
+    """Train, or load from the cache, the run the book shows for `model` (recipe default: `book_recipe`)."""
+    recipe = recipe or book_recipe(data)
+    return training.train(model, data, book_config(data, model, recipe), seed=seed())
