@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
+import pandas as pd
 from keras import layers
 
 from fer_utils.data import CLASSES, IMAGE_SIZE
@@ -71,3 +73,34 @@ def build(name: str) -> keras.Model:
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(BUILDERS)}")
     return BUILDERS[name]()
+
+
+def layer_table(model: keras.Model) -> pd.DataFrame:
+    """One row per layer: name, type, settings, output shape, parameters and the layers that feed it."""
+    rows = []
+    for layer in model.layers:
+        shape = " × ".join(str(d) for d in layer.output.shape[1:])
+        trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        inputs = [t._keras_history.operation.name for node in layer._inbound_nodes for t in node.input_tensors]
+        rows.append({"layer": layer.name, "type": type(layer).__name__, "details": _details(layer),
+                     "output shape": shape, "params": layer.count_params(), "trainable": trainable,
+                     "input from": ", ".join(inputs) or "-"})
+    return pd.DataFrame(rows)
+
+
+def _details(layer) -> str:
+    """A layer's settings in a few characters: '3×3, 32, same', '256 units', 'rate 0.25'."""
+    config = layer.get_config()
+    kind = type(layer).__name__
+    if kind == "Conv2D":
+        return f"{'×'.join(map(str, config['kernel_size']))}, {config['filters']} filters, {config['padding']}"
+    if kind == "Dense":
+        activation = config["activation"]
+        return f"{config['units']} units" + ("" if activation == "linear" else f", {activation}")
+    if kind == "MaxPooling2D":
+        return "×".join(map(str, config["pool_size"]))
+    if kind == "Dropout":
+        return f"rate {config['rate']:g}"
+    if kind == "Activation":
+        return str(config["activation"])
+    return ""
