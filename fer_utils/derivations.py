@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Sequence, Union
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 
 # ---------------------------------------------------------------------------------------------
 # Verdicts
@@ -58,7 +59,7 @@ class NumericCheck:
     @property
     def detail(self) -> str:
         """One-line summary of the comparison."""
-        return f"{self.cases} cases, max |diff| = {self.max_abs_diff:.3g} (tolerance {self.tol:g})"
+        return f"{self.cases} cases, largest difference {self.max_abs_diff:.3g} (tolerance {self.tol:g})"
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,8 @@ TF_TOL = 1e-9
 
 def _is_zero(expr: sp.Expr) -> bool:
     """True only if SymPy reduces expr to exactly 0 (cheap rewrites first, simplify last)."""
-    return any(reduce(expr) == 0 for reduce in (sp.expand, sp.cancel, sp.simplify))
+    over_one_denominator = sp.numer(sp.together(expr))
+    return sp.expand(expr) == 0 or sp.expand(over_one_denominator) == 0 or sp.simplify(expr) == 0
 
 
 def _spot_value(expr: sp.Expr, seed: int) -> float | None:
@@ -136,7 +138,7 @@ def compare(
 def _partial(num: str, wrt: str) -> type[sp.Function]:
     """A placeholder function that typesets as d(num)/d(wrt_args)."""
 
-    def _latex(self: sp.Function, printer: sp.printing.latex.LatexPrinter) -> str:
+    def _latex(self: sp.Function, printer: LatexPrinter) -> str:
         sub = ",".join(printer._print(a) for a in self.args)
         sub = f"_{{{sub}}}" if self.args else ""
         return rf"\frac{{\partial {num}}}{{\partial {wrt}{sub}}}"
@@ -145,14 +147,22 @@ def _partial(num: str, wrt: str) -> type[sp.Function]:
     return type(name, (sp.Function,), {"_latex": _latex})
 
 
-def _tex(expr: sp.Basic, order: str | None = "rev-lex") -> str:
-    """LaTeX of expr; "rev-lex" reads x_i - mu rather than -mu + x_i, None is SymPy's default."""
-    return sp.latex(expr, order=order)
+class _Printer(LatexPrinter):
+    """SymPy's LaTeX printer, with the positive terms of a sum first (x_i - mu, not -mu + x_i)."""
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: str | None = None) -> list[sp.Expr]:
+        terms = super()._as_ordered_terms(expr, order=order)
+        return sorted(terms, key=lambda term: term.could_extract_minus_sign())
 
 
-def _latex_eq(lhs: sp.Expr, rhs: sp.Expr, order: str | None = "rev-lex") -> str:
+def _tex(expr: sp.Basic) -> str:
+    """LaTeX of expr in reading order."""
+    return _Printer().doprint(expr)
+
+
+def _latex_eq(lhs: sp.Expr, rhs: sp.Expr) -> str:
     """LaTeX of lhs = rhs, without SymPy evaluating the equation."""
-    return _tex(sp.Eq(lhs, rhs, evaluate=False), order)
+    return _tex(sp.Eq(lhs, rhs, evaluate=False))
 
 
 # Finite sums over 1..m with a symbolic m. SymPy differentiates Sum(f(x_j)) into sums of Kronecker
@@ -237,18 +247,18 @@ def conv_derivation(formula: sp.Expr = CONV_FORMULA) -> Derivation:
     steps = (
         Step(
             "Zero padding adds $p$ pixels on each side of the axis, so the kernel slides over",
-            _latex_eq(sp.Symbol("W'"), padded, None),
+            _latex_eq(sp.Symbol("W'"), padded),
         ),
         Step(
             r"A kernel whose first pixel sits at offset $a = s\,t$ ($t = 0, 1, 2, \dots$) covers pixels "
             r"$a, \dots, a + k - 1$; it fits inside the padded axis when",
-            _tex(fits, None),
+            _tex(fits),
         ),
-        Step("SymPy solves this for the step number $t$:", _tex(solved, None)),
+        Step("SymPy solves this for the step number $t$:", _tex(solved)),
         Step(
             "Each admissible integer $t$ gives one output pixel. Assuming the kernel fits at least once "
             r"($k \le W + 2p$), SymPy sums one per admissible $t$:",
-            _latex_eq(out, sp.Eq(count, count.doit(), evaluate=False), None),
+            _latex_eq(out, sp.Eq(count, count.doit(), evaluate=False)),
         ),
         Step(
             "The two spatial axes are independent ($k_1, s_1, p_1$ along $W$; $k_2, s_2, p_2$ along $H$), "
@@ -256,7 +266,7 @@ def conv_derivation(formula: sp.Expr = CONV_FORMULA) -> Derivation:
             conv_shape_latex(formula),
         ),
     )
-    check = compare("output length = number of kernel positions", _latex_eq(out, formula, None), formula, count.doit())
+    check = compare("output length = number of kernel positions", _latex_eq(out, formula), formula, count.doit())
     return Derivation("6-1", steps, (check,))
 
 
@@ -267,7 +277,7 @@ def conv_shape_latex(formula: sp.Expr = CONV_FORMULA) -> str:
     along_w = formula.xreplace({W: w1, KER: k1, STRIDE: s1, PAD: p1})
     along_h = formula.xreplace({W: w2, KER: k2, STRIDE: s2, PAD: p2})
     shape = sp.Tuple(sp.Symbol("B"), along_w, along_h, sp.Symbol("C_{out}"))
-    return r"\text{output shape} = " + _tex(shape, None)
+    return r"\text{output shape} = " + _tex(shape)
 
 
 def count_positions(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -364,7 +374,7 @@ def batchnorm_closed_forms() -> dict[str, sp.Expr]:
     return {
         "xhat": G[I] * GAMMA,
         "var": sp.Sum(D_XHAT(J) * (X[J] - MU), (J, 1, M)) * sp.Rational(-1, 2) * (VAR + EPS) ** sp.Rational(-3, 2),
-        "mu": sp.Sum(D_XHAT(J) * (-1 / s), (J, 1, M)) + D_VAR() * sp.Sum(-2 * (X[J] - MU), (J, 1, M)) / M,
+        "mu": -sp.Sum(D_XHAT(J), (J, 1, M)) / s - 2 * D_VAR() * sp.Sum(X[J] - MU, (J, 1, M)) / M,
         "x": D_XHAT(I) / s + D_VAR() * 2 * (X[I] - MU) / M + D_MU() / M,
         "gamma": sp.Sum(G[J] * XHAT[J], (J, 1, M)),
         "beta": sp.Sum(G[J], (J, 1, M)),
@@ -593,7 +603,7 @@ def softmax_derivation(
     checks.append(
         Check(
             "the two agree exactly when y_t = 1",
-            _latex_eq(sp.Symbol(r"\Delta"), gap, None),
+            _latex_eq(sp.Symbol(r"\Delta"), gap),
             agree == [1] and positive is True,
             f"SymPy solves Δ = 0 for y_t: {agree}; softmax output positive: {positive}",
         )
@@ -611,7 +621,10 @@ def softmax_derivation(
             r"The single term $L_t = -y_t \log \hat{y}_t$ sees $z_t$ only through $\hat{y}_t$:",
             _latex_eq(_D_TERM_Z(), term),
         ),
-        Step("Their difference factorises as", _latex_eq(sp.Symbol(r"\Delta"), gap, None)),
+        Step(
+            r"Their difference $\Delta = \partial L / \partial z_t - \partial L_t / \partial z_t$ factorises as",
+            _latex_eq(sp.Symbol(r"\Delta"), gap),
+        ),
     )
     return Derivation("6-3", steps, tuple(checks))
 
@@ -652,6 +665,8 @@ def softmax_tf_check(
 class Verification:
     """Everything chapter 6 shows, all checks already passed."""
 
+    m: int
+    classes: int
     conv: Derivation
     conv_counting: NumericCheck
     conv_tf: NumericCheck
@@ -687,6 +702,8 @@ class Verification:
 def verify_all(m: int = 4, classes: int = 7) -> Verification:
     """Run every derivation and cross-check; raise DerivationError if any failed."""
     result = Verification(
+        m=m,
+        classes=classes,
         conv=conv_derivation(),
         conv_counting=conv_exhaustive_check(),
         conv_tf=conv_tf_check(),

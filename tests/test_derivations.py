@@ -195,8 +195,9 @@ def _fake(monkeypatch, broken: str | None = None):
 
 def test_verify_all_returns_when_everything_passes(monkeypatch):
     _fake(monkeypatch)
-    result = d.verify_all()
+    result = d.verify_all(m=3, classes=5)
     assert len(result.symbolic) == 5 and len(result.numeric) == 4 and result.max_abs_diff == 0
+    assert (result.m, result.classes) == (3, 5)
 
 
 @pytest.mark.parametrize("broken", ["conv", "bnNone", "softmax7", "counting", "bn_tf", "softmax_tf"])
