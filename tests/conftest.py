@@ -1,0 +1,54 @@
+"""Shared fixtures: small FER files in every supported format, written by the tests themselves."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from fer_utils.data import CLASSES
+
+
+def pixels_text(image: np.ndarray) -> str:
+    """One image as the space-separated grey levels of a FER2013 CSV row."""
+    return " ".join(str(int(v)) for v in image.reshape(-1))
+
+
+def write_kaggle_csv(path: Path, images: np.ndarray, labels, usages, gz: bool = False) -> Path:
+    """Write a Kaggle-format CSV (emotion,pixels,Usage), optionally gzipped."""
+    lines = ["emotion,pixels,Usage"] + [f"{l},{pixels_text(i)},{u}" for i, l, u in zip(images, labels, usages)]
+    text = "\n".join(lines) + "\n"
+    if gz:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def small_images() -> tuple[np.ndarray, np.ndarray]:
+    """21 random 48x48 images, three per class, and their labels."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(len(CLASSES)), 3)
+    return rng.integers(0, 256, size=(len(labels), 48, 48), dtype=np.uint8), labels
+
+
+@pytest.fixture
+def kaggle_csv(tmp_path, small_images) -> Path:
+    """A Kaggle CSV with 11 Training, 5 PublicTest and 5 PrivateTest rows."""
+    images, labels = small_images
+    usages = ["Training"] * 11 + ["PublicTest"] * 5 + ["PrivateTest"] * 5
+    return write_kaggle_csv(tmp_path / "fer2013.csv", images, labels, usages)
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic():
+    """A small synthetic data set (about 5% of the book's) for quick training tests."""
+    from fer_utils.synthetic import make_synthetic
+
+    return make_synthetic(seed=1, scale=0.05)

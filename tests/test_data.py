@@ -1,0 +1,190 @@
+"""Loaders for every supported format, every bad-input case, lookup order and the synthetic faces."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import pixels_text, write_kaggle_csv
+from fer_utils import data
+from fer_utils.data import CLASSES, DataError
+from fer_utils.synthetic import make_synthetic
+
+
+def test_kaggle_csv_splits_by_usage(kaggle_csv, small_images):
+    images, labels = small_images
+    loaded = data.read(kaggle_csv)
+    assert loaded.source == "kaggle-csv"
+    assert [len(loaded.y[s]) for s in data.SPLITS] == [11, 5, 5]
+    np.testing.assert_array_equal(loaded.x["train"], images[:11])
+    np.testing.assert_array_equal(loaded.y["val"], labels[11:16])
+    np.testing.assert_array_equal(loaded.x["test"], images[16:])
+    assert loaded.counts().loc["total"].tolist() == [11, 5, 5]
+
+
+def test_gzipped_kaggle_csv_reads_the_same(tmp_path, kaggle_csv):
+    gz = tmp_path / "fer2013.csv.gz"
+    gz.write_bytes(gzip.compress(kaggle_csv.read_bytes()))
+    plain, packed = data.read(kaggle_csv), data.read(gz)
+    assert plain.fingerprint == packed.fingerprint
+
+
+def test_course_csv_gets_a_stratified_seeded_validation_split(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(7), 20)
+    images = rng.integers(0, 256, (len(labels), 48, 48), dtype=np.uint8)
+    path = tmp_path / "train.csv"
+    path.write_text("label,feature\n" + "".join(f"{l},{pixels_text(i)}\n" for i, l in zip(images, labels)))
+    first, again, other = data.read(path, seed=0), data.read(path, seed=0), data.read(path, seed=1)
+    assert first.source == "course-csv"
+    assert np.bincount(first.y["val"]).tolist() == [2] * 7  # 10% of each class
+    assert len(first.y["train"]) == 126 and len(first.y["test"]) == 0
+    assert first.fingerprint == again.fingerprint != other.fingerprint
+    assert "no Usage column" in first.describe()
+
+
+def _write_image_tree(root: Path, names: dict[str, list[str]], size=(48, 48)) -> None:
+    rng = np.random.default_rng(0)
+    for rel_dir, files in names.items():
+        (root / rel_dir).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            Image.fromarray(rng.integers(0, 256, size[::-1], dtype=np.uint8)).save(root / rel_dir / name)
+
+
+def test_image_folder_uses_file_name_prefixes(tmp_path):
+    _write_image_tree(tmp_path, {
+        "train/happy": ["Training_1.png", "Training_2.png"], "train/sad": ["Training_3.png"],
+        "test/happy": ["PublicTest_4.png", "PrivateTest_5.png"], "test/angry": ["PublicTest_6.png"],
+    })
+    loaded = data.read(tmp_path)
+    assert loaded.source == "image-folder"
+    assert sorted(loaded.y["train"].tolist()) == [CLASSES.index("happy")] * 2 + [CLASSES.index("sad")]
+    assert sorted(loaded.y["val"].tolist()) == [CLASSES.index("angry"), CLASSES.index("happy")]
+    assert loaded.y["test"].tolist() == [CLASSES.index("happy")]
+
+
+def test_image_folder_without_prefixes_splits_validation_from_train(tmp_path):
+    _write_image_tree(tmp_path, {f"train/{c}": [f"{i}.png" for i in range(10)] for c in CLASSES}
+                      | {"test/fear": ["a.png", "b.png"]})
+    loaded = data.read(tmp_path)
+    assert len(loaded.y["val"]) == 7 and len(loaded.y["train"]) == 63
+    assert loaded.y["test"].tolist() == [CLASSES.index("fear")] * 2
+    assert any("stratified" in note for note in loaded.notes)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda rows: rows.__setitem__(2, rows[2].replace(" 0 ", " 0 7 ", 1) if " 0 " in rows[2] else rows[2] + " 7"),
+     "row 2 (line 3): 2305 pixel values"),
+    (lambda rows: rows.__setitem__(3, rows[3].rsplit(" ", 1)[0]), "row 3 (line 4): 2303 pixel values"),
+    (lambda rows: rows.__setitem__(1, rows[1].replace(",", ",1.5 ", 1).rsplit(" ", 1)[0]), "row 1 (line 2), pixel 1: '1.5'"),
+    (lambda rows: rows.__setitem__(4, rows[4].replace(",", ",300 ", 1).rsplit(" ", 1)[0]), "row 4 (line 5), pixel 1: '300'"),
+    (lambda rows: rows.__setitem__(5, rows[5].replace(",", ",x ", 1).rsplit(" ", 1)[0]), "row 5 (line 6), pixel 1: 'x'"),
+    (lambda rows: rows.__setitem__(2, "9" + rows[2][1:]), "row 2 (line 3): emotion '9'"),
+    (lambda rows: rows.__setitem__(6, rows[6].replace("Training", "Validation")), "row 6 (line 7): Usage 'Validation'"),
+    (lambda rows: rows.__setitem__(0, "label,pixels,Usage"), "match neither"),
+])
+def test_bad_kaggle_rows_are_named(kaggle_csv, mutate, message):
+    rows = kaggle_csv.read_text().splitlines()
+    mutate(rows)
+    kaggle_csv.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError) as err:
+        data.read(kaggle_csv)
+    assert str(kaggle_csv) in str(err.value)
+    assert message in str(err.value)
+
+
+def test_empty_and_truncated_files(tmp_path, kaggle_csv):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        data.read(empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("emotion,pixels,Usage\n")
+    with pytest.raises(DataError, match="no rows"):
+        data.read(header_only)
+    packed = gzip.compress(kaggle_csv.read_bytes())
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        data.read(truncated)
+
+
+def test_bad_images_are_named(tmp_path):
+    _write_image_tree(tmp_path, {"train/happy": ["Training_1.png"], "train/sad": ["Training_2.png"]})
+    _write_image_tree(tmp_path, {"train/sad": ["Training_big.png"]}, size=(64, 48))
+    with pytest.raises(DataError, match=r"Training_big.png: image is 64x48, expected 48x48"):
+        data.read(tmp_path)
+    (tmp_path / "train/sad/Training_big.png").write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match=r"Training_big.png: cannot be read as an image"):
+        data.read(tmp_path)
+    (tmp_path / "train/sad/Training_big.png").unlink()
+    (tmp_path / "train/smug").mkdir()
+    with pytest.raises(DataError, match="smug: folder name is not one of the classes"):
+        data.read(tmp_path)
+
+
+def test_folder_without_layout_is_refused(tmp_path):
+    (tmp_path / "pictures").mkdir()
+    with pytest.raises(DataError, match="no recognisable FER2013 layout"):
+        data.read(tmp_path)
+
+
+def test_lookup_order(tmp_path, monkeypatch, kaggle_csv):
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "empty_data_dir")
+    monkeypatch.delenv("FER_DATA", raising=False)
+    assert data._resolve(None) is None  # nothing anywhere: the synthetic stand-in
+    monkeypatch.setattr(data, "DATA_DIR", kaggle_csv.parent)
+    assert data._resolve(None) == kaggle_csv  # data/fer2013.csv
+    monkeypatch.setenv("FER_DATA", str(tmp_path / "missing.csv"))
+    with pytest.raises(DataError, match="FER_DATA is set to .*missing.csv.*does not exist"):
+        data._resolve(None)
+
+
+def test_fer_data_env_wins(tmp_path, monkeypatch, kaggle_csv):
+    other = write_kaggle_csv(tmp_path / "other.csv.gz", np.zeros((2, 48, 48), np.uint8), [0, 1],
+                             ["Training", "PublicTest"], gz=True)
+    monkeypatch.setattr(data, "DATA_DIR", kaggle_csv.parent)
+    monkeypatch.setenv("FER_DATA", str(other))
+    assert len(data.load(verbose=False).y["train"]) == 1
+
+
+def test_synthetic_is_deterministic_and_labelled_loudly():
+    a, b, c = make_synthetic(seed=5, scale=0.05), make_synthetic(seed=5, scale=0.05), make_synthetic(seed=6, scale=0.05)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+    assert a.is_synthetic and "SYNTHETIC" in a.describe()
+    assert a.x["train"].shape[1:] == (48, 48) and a.x["train"].dtype == np.uint8
+    assert set(np.unique(a.y["train"])) == set(range(7))
+    assert 20 < a.x["train"].mean() < 235 and a.x["train"].std() > 20
+
+
+def test_synthetic_classes_differ_but_overlap():
+    """Class means differ (learnable), yet fear and surprise stay closer than happy and surprise."""
+    d = make_synthetic(seed=0, scale=0.3)
+    means = {c: d.x["train"][d.y["train"] == i].astype(float).mean(axis=0) for i, c in enumerate(CLASSES)}
+    dist = lambda a, b: float(np.abs(means[a] - means[b]).mean())  # noqa: E731
+    assert dist("fear", "surprise") < dist("happy", "surprise")
+    assert dist("sad", "neutral") < dist("happy", "neutral")
+    assert min(dist(a, b) for a in CLASSES for b in CLASSES if a != b) > 0.2
+
+
+def test_fingerprint_changes_with_one_pixel(kaggle_csv):
+    loaded = data.read(kaggle_csv)
+    before = loaded.fingerprint
+    loaded.x["val"][0, 0, 0] ^= 1
+    assert loaded.fingerprint != before
+
+
+def test_to_dataset_scales_shuffles_with_seed_and_batches(small_images):
+    images, labels = small_images
+    batches = list(data.to_dataset(images, labels, batch_size=8))
+    assert [b[0].shape[0] for b in batches] == [8, 8, 5]
+    first = batches[0][0].numpy()
+    assert first.shape == (8, 48, 48, 1) and first.dtype == np.float32 and 0 <= first.min() <= first.max() <= 1
+    np.testing.assert_allclose(first[..., 0], images[:8] / 255.0, rtol=1e-6)
+    order = lambda seed: np.concatenate([b[1].numpy() for b in data.to_dataset(images, np.arange(21), 8, True, seed)])  # noqa: E731
+    assert order(1).tolist() == order(1).tolist() != order(2).tolist()
+    assert sorted(order(1).tolist()) == list(range(21))

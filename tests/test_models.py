@@ -1,0 +1,42 @@
+"""The two CNNs: exact parameter counts, shapes and names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fer_utils import models
+
+
+def _counts(model) -> tuple[int, int, int]:
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    return model.count_params(), trainable, frozen
+
+
+def test_report_cnn_matches_the_report_exactly():
+    model = models.report_cnn()
+    assert _counts(model) == (319_975, 318_055, 1_920)
+    assert model.get_layer("flatten").output.shape[1:] == (288,)
+    assert model.output.shape[1:] == (7,)
+    assert [model.get_layer(f"conv{i}").kernel.shape[:2] for i in range(1, 5)] == [(3, 3), (5, 5), (3, 3), (3, 3)]
+    assert [model.get_layer(f"conv{i}").filters for i in range(1, 5)] == [32, 64, 64, 32]
+    assert model.get_layer(models.LAST_CONV["report"]).output.shape[1:] == (6, 6, 32)
+
+
+def test_simple_cnn_reads_64_128_512():
+    model = models.simple_cnn()
+    assert [model.get_layer(f"conv{i}").filters for i in (1, 2)] == [64, 128]
+    assert model.get_layer("dense512").units == 512
+    assert model.output.shape[1:] == (7,)
+
+
+def test_outputs_are_probabilities():
+    model = models.build("report")
+    probs = np.asarray(model(np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)))
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        models.build("vgg")

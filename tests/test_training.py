@@ -1,0 +1,84 @@
+"""Training: it learns, it is reproducible from one seed, and its cache hits, misses and never lies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_utils import training
+from fer_utils.training import TrainConfig
+
+QUICK = TrainConfig(epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_synthetic, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    return training.train("report", tiny_synthetic, QUICK, seed=3, cache_dir=cache, verbose=0), cache
+
+
+def test_short_training_lowers_the_loss(first_run):
+    run, _ = first_run
+    assert list(run.history.columns) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0]
+    assert run.meta["epochs_run"] == 2 and run.meta["device"].startswith(("CPU", "GPU"))
+
+
+def test_two_seeded_runs_are_identical(first_run, tiny_synthetic):
+    run, _ = first_run
+    again = training.fit("report", tiny_synthetic, QUICK, seed=3, verbose=0)
+    np.testing.assert_array_equal(run.history.to_numpy(), again.history.to_numpy())
+    for a, b in zip(run.model.get_weights(), again.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_hit_loads_the_same_model(first_run, tiny_synthetic, monkeypatch):
+    run, cache = first_run
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("a cache hit must not retrain"))
+    loaded = training.train("report", tiny_synthetic, QUICK, seed=3, cache_dir=cache, verbose=0)
+    assert loaded.meta == json.loads(json.dumps(run.meta))
+    x = np.random.default_rng(0).random((4, 48, 48, 1), dtype=np.float32)
+    np.testing.assert_allclose(loaded.model.predict(x, verbose=0), run.model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_any_change_is_a_cache_miss(first_run, tiny_synthetic):
+    _, cache = first_run
+    key = training.run_key("report", tiny_synthetic, QUICK, 3)
+    assert (cache / key / "meta.json").exists()
+    assert training.run_key("report", tiny_synthetic, QUICK, 4) != key
+    assert training.run_key("simple", tiny_synthetic, QUICK, 3) != key
+    assert training.run_key("report", tiny_synthetic, QUICK.replace(epochs=3), 3) != key
+    changed = training.FerData({**tiny_synthetic.x}, {**tiny_synthetic.y}, "synthetic", None)
+    changed.x["train"] = changed.x["train"].copy()
+    changed.x["train"][0, 0, 0] ^= 1
+    assert training.run_key("report", changed, QUICK, 3) != key
+
+
+def test_interrupted_save_leaves_nothing_that_looks_complete(first_run, tmp_path, monkeypatch):
+    run, _ = first_run
+    target = tmp_path / "runs" / "report-x"
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run.history, "to_csv", boom)
+    with pytest.raises(KeyboardInterrupt):
+        training.save_run(run, target)
+    assert not target.exists()
+    assert list((tmp_path / "runs").iterdir()) == []  # no half-written temporary folder either
+
+
+def test_class_weights_favour_rare_classes():
+    weights = training.class_weights(np.array([0] * 90 + [1] * 10 + list(range(2, 7)) * 20))
+    assert weights[1] > weights[0] > 0
+    assert np.average(list(weights.values()), weights=[90, 10] + [20] * 5) == pytest.approx(1.0)
+
+
+def test_recipes_are_one_call_away():
+    assert training.RECIPES["report"] == TrainConfig()
+    assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
+    assert training.IMPROVED.augment and training.IMPROVED.schedule == "cosine"
+    with pytest.raises(ValueError, match="unknown schedule"):
+        training._learning_rate(QUICK.replace(schedule="linear"), 10)
