@@ -103,8 +103,11 @@ TF_TOL = 1e-9
 
 def _is_zero(expr: sp.Expr) -> bool:
     """True only if SymPy reduces expr to exactly 0 (cheap rewrites first, simplify last)."""
-    over_one_denominator = sp.numer(sp.together(expr))
-    return sp.expand(expr) == 0 or sp.expand(over_one_denominator) == 0 or sp.simplify(expr) == 0
+    if sp.expand(expr) == 0:
+        return True
+    if sp.expand(sp.numer(sp.together(expr))) == 0:  # over one common denominator
+        return True
+    return sp.simplify(expr) == 0
 
 
 def _spot_value(expr: sp.Expr, seed: int) -> float | None:
