@@ -79,7 +79,7 @@ def layer_table(model: keras.Model) -> pd.DataFrame:
     """One row per layer: name, type, settings, output shape, parameters and the layers that feed it."""
     rows = []
     for layer in model.layers:
-        shape = " × ".join(str(d) for d in layer.output.shape[1:])
+        shape = "×".join(str(d) for d in layer.output.shape[1:])
         trainable = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
         inputs = [t._keras_history.operation.name for node in layer._inbound_nodes for t in node.input_tensors]
         rows.append({"layer": layer.name, "type": type(layer).__name__, "details": _details(layer),

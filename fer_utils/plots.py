@@ -149,3 +149,139 @@ def class_examples_figure(x: np.ndarray, y: np.ndarray, per_class: int = 4, seed
                 axes[r, c].imshow(x[chosen[r]], cmap="gray", vmin=0, vmax=255)
     fig.tight_layout()
     return fig
+
+
+def table_markdown(frame: pd.DataFrame, caption: str, name: str, index: bool = True, **formats) -> str:
+    """A DataFrame as a MyST table with a caption and a `name` for {numref}; `formats` go to tabulate.
+
+    The table is a colon fence, so the caption may hold `code`; show it with display(Markdown(...)).
+    """
+    body = frame.astype(object).to_markdown(index=index, **formats)
+    return f":::{{table}} {caption}\n:name: {name}\n:align: center\n\n{body}\n:::"
+
+
+# --- explanation figures ---
+
+MAP_CMAP = "magma"  # a saliency map on its own
+OVERLAY_CMAP = "jet"  # a map laid over the face
+REGION_COLOURS = {"brows": "#1f77b4", "eyes": "#2ca02c", "nose": "#ff7f0e", "mouth": "#d62728"}
+
+
+def regions_figure(mean_face: np.ndarray, regions: dict, face_box: tuple) -> Figure:
+    """The mean face with the fixed face regions drawn as boxes; outside the dashed box is the border."""
+    fig, ax = _figure(figsize=(3.6, 3.6))
+    ax.imshow(mean_face, cmap="gray")
+    for name, (top, bottom, left, right) in regions.items():
+        colour = REGION_COLOURS.get(name, "white")
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, lw=2, ec=colour))
+        ax.text(right - 0.5, top, name, color=colour, fontsize=8, ha="right", va="top", weight="bold")
+    top, bottom, left, right = face_box
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, lw=1.5, ls="--", ec="white"))
+    ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def saliency_grid(images: np.ndarray, labels: list[str], panels: dict[str, tuple[np.ndarray, bool]],
+                  per_row: int = 2) -> Figure:
+    """Each example as image | one column per panel, `per_row` examples a row; panels map a title to (maps, overlay)."""
+    width = 1 + len(panels)
+    nrows = int(np.ceil(len(images) / per_row))
+    fig, axes = _figure(nrows, width * per_row, figsize=(1.15 * width * per_row, 1.35 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, label) in enumerate(zip(images, labels)):
+        row, first = divmod(i, per_row)
+        cells = axes[row, first * width:(first + 1) * width]
+        cells[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+        cells[0].set_title(label, fontsize=7, loc="left")
+        for ax, (title, (maps, overlay)) in zip(cells[1:], panels.items()):
+            if overlay:
+                ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+                ax.imshow(maps[i], cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.45)
+            else:
+                ax.imshow(maps[i], cmap=MAP_CMAP, vmin=0, vmax=1)
+            if row == 0:
+                ax.set_title(title, fontsize=7)
+    fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.2)
+    return fig
+
+
+def region_share_figure(enrichment: pd.DataFrame) -> Figure:
+    """Heatmaps of saliency mass per region relative to the region's area, rows = class, one panel per model.
+
+    `enrichment` is long-form with columns model, class, region, value.
+    """
+    models = list(dict.fromkeys(enrichment["model"]))
+    fig, axes = _figure(1, len(models), figsize=(4.6 * len(models), 3.4), squeeze=False, sharey=True)
+    vmax = float(enrichment["value"].max())
+    for ax, model in zip(axes[0], models):
+        table = enrichment[enrichment["model"] == model].pivot(index="class", columns="region", values="value")
+        table = table.loc[[c for c in CLASSES if c in table.index], list(dict.fromkeys(enrichment["region"]))]
+        sns.heatmap(table, ax=ax, annot=True, fmt=".1f", cmap="RdBu_r", center=1.0, vmin=0, vmax=max(vmax, 2.0),
+                    cbar=ax is axes[0, -1], cbar_kws={"label": "mass share / area share"}, annot_kws={"fontsize": 7})
+        ax.set(title=model, xlabel="", ylabel="true class" if ax is axes[0, 0] else "")
+        ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps_figure(images: np.ndarray, maps: np.ndarray, labels: list[str], ncols: int = 8) -> Figure:
+    """For each image: the image, then every filter's feature map (same colour scale across one image)."""
+    n, channels = len(images), maps.shape[-1]
+    rows = int(np.ceil(channels / ncols))
+    fig = plt.figure(figsize=(1.0 * (ncols + rows), 1.05 * rows * n))
+    plt.close(fig)
+    for sub, image, fmap, label in zip(np.atleast_1d(fig.subfigures(n, 1)), images, maps, labels):
+        grid = sub.add_gridspec(rows, ncols + rows)
+        ax = sub.add_subplot(grid[:, :rows])
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(label, fontsize=8)
+        ax.axis("off")
+        top = float(fmap.max()) or 1.0
+        for c in range(channels):
+            ax = sub.add_subplot(grid[c // ncols, rows + c % ncols])
+            ax.imshow(fmap[..., c], cmap="viridis", vmin=0, vmax=top)
+            ax.set_title(str(c), fontsize=6, pad=1)
+            ax.axis("off")
+    return fig
+
+
+def filter_images_figure(images: np.ndarray, titles: list[str], ncols: int = 8) -> Figure:
+    """Float images, each stretched to its own range, in a grid with titles (activation maximisation)."""
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = _figure(nrows, ncols, figsize=(1.2 * ncols, 1.4 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, title in zip(axes.flat, images, titles):
+        ax.imshow(image, cmap="gray", vmin=float(image.min()), vmax=float(image.max()))
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def top_images_figure(x: np.ndarray, top: np.ndarray, maps: np.ndarray, titles: list[str], ncols: int = 8) -> Figure:
+    """Per filter, its four top-activating images as a 2x2 mosaic, its maps laid over them; maps: (C, k, 48, 48)."""
+    nrows = int(np.ceil(len(top) / ncols))
+    fig, axes = _figure(nrows, ncols, figsize=(1.45 * ncols, 1.6 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for f, (ax, title) in enumerate(zip(axes.flat, titles)):
+        faces = x[top[f, :4]].reshape(2, 2, *x.shape[1:]).transpose(0, 2, 1, 3).reshape(2 * x.shape[1], -1)
+        heat = maps[f, :4].reshape(2, 2, *maps.shape[2:]).transpose(0, 2, 1, 3).reshape(2 * maps.shape[2], -1)
+        ax.imshow(faces, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(heat, cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.4)
+        ax.set_title(title, fontsize=7)
+    fig.tight_layout(pad=0.3)
+    return fig
+
+
+def embedding_figure(points: np.ndarray, labels: np.ndarray, title: str = "") -> Figure:
+    """A 2-D map of feature vectors, one colour per class."""
+    fig, ax = _figure(figsize=(6, 5))
+    names = pd.Categorical([CLASSES[c] for c in labels], categories=CLASSES)
+    sns.scatterplot(x=points[:, 0], y=points[:, 1], hue=names, palette="tab10", s=12, linewidth=0, ax=ax)
+    ax.set(xticks=[], yticks=[], title=title)
+    ax.legend(title="true class", fontsize=8, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,317 @@
+"""The book: notebooks committed clean, one chapter runs alone, `jb build book/` builds it, a browser renders it.
+
+The build and browser tests (marked `book`) build a copy of the working tree with the literal `jb build book/`,
+sharing the training cache in .cache/runs, and take minutes; CI runs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import os
+import re
+import select
+import shutil
+import subprocess
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT / "book"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic")
+
+
+def toc_pages() -> list[str]:
+    """The book's pages in table-of-contents order: the root, then every chapter."""
+    toc = yaml.safe_load((BOOK / "_toc.yml").read_text())
+    chapters = [entry["file"] for entry in toc.get("chapters", [])]
+    for part in toc.get("parts", []):
+        chapters += [entry["file"] for entry in part["chapters"]]
+    return [toc["root"], *chapters]
+
+
+def page_source(page: str) -> Path:
+    """The notebook or markdown file behind a toc entry."""
+    for suffix in (".ipynb", ".md"):
+        if (BOOK / f"{page}{suffix}").exists():
+            return BOOK / f"{page}{suffix}"
+    raise FileNotFoundError(f"book/{page}: listed in book/_toc.yml but neither .ipynb nor .md exists")
+
+
+def figure_names(page: str) -> list[str]:
+    """The `:name:` of every figure a page declares."""
+    text = page_source(page).read_text()
+    if page_source(page).suffix == ".ipynb":
+        text = "\n".join(c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "markdown")
+    return re.findall(r"```\{(?:glue:)?figure\}[^\n]*\n(?::[a-z]+:[^\n]*\n)*?:name:\s*(\S+)", text)
+
+
+# --- the notebooks as committed -----------------------------------------------------------------------------
+
+
+def test_every_notebook_is_in_the_toc_and_every_toc_page_exists():
+    pages = toc_pages()
+    assert [page_source(p) for p in pages]
+    assert sorted(p.stem for p in BOOK.glob("*.ipynb")) == sorted(p for p in pages if page_source(p).suffix == ".ipynb")
+
+
+@pytest.mark.parametrize("path", sorted(BOOK.glob("*.ipynb")), ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    assert not dirty, f"{path.name}: code cells {dirty} carry outputs or execution counts; clear them before committing"
+
+
+QUESTION_PAGES = [p for p in toc_pages() if re.match(r"0[1-6]_", p)]
+
+
+@pytest.mark.parametrize("page", QUESTION_PAGES)
+def test_chapter_opens_with_the_original_question_and_its_english_rendering(page):
+    first = nbformat.read(page_source(page), as_version=4).cells[0].source
+    assert first.startswith("# "), f"{page}: the first cell must start with the chapter title"
+    assert re.search(r"^> .*[\u4e00-\u9fff]", first, re.M), f"{page}: the original (Chinese) question is missing"
+    assert re.search(r"^> \*[A-Za-z]", first, re.M), f"{page}: the English rendering is missing"
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_every_figure_is_numbered_and_referenced(page):
+    text = page_source(page).read_text()
+    unreferenced = [n for n in figure_names(page) if f"{{numref}}`{n}`" not in text]
+    assert not unreferenced, f"{page}: figures never cross-referenced with {{numref}}: {unreferenced}"
+
+
+def glued(nb) -> dict[str, dict]:
+    """Glued outputs of an executed notebook: key -> mime bundle."""
+    found = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            name = output.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name:  # glue(display=False) prefixes each mime type with application/papermill.record/
+                found[name] = {k.rsplit("papermill.record/", 1)[-1]: v for k, v in output["data"].items()}
+    return found
+
+
+def test_model_chapter_runs_alone_in_a_fresh_kernel():
+    from nbclient import NotebookClient
+
+    from fer_utils.models import build
+
+    nb = nbformat.read(BOOK / "01_model.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(BOOK)}}).execute()
+    values = glued(nb)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    number = {k: int(values[k]["text/plain"]) for k in ("total", "trainable", "non_trainable")}
+    assert number["total"] == build("report").count_params()
+    assert number["trainable"] + number["non_trainable"] == number["total"] and number["non_trainable"] > 0
+    assert values["fig-architecture"]["image/png"]
+
+
+# --- the whole book, built from a copy of the working tree ---------------------------------------------------
+
+
+def working_tree_files() -> list[str]:
+    """Tracked files and untracked files git does not ignore: what a fresh clone plus new work holds."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    return [f for f in listed.split("\0") if f and (ROOT / f).is_file()]
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> tuple[Path, str]:
+    """Copy the working tree, run the literal `jb build book/` there; return its HTML folder and its log."""
+    jb = shutil.which("jb")
+    assert jb, "the `jb` command is missing: pip install -r requirements.txt"
+    copy = tmp_path_factory.mktemp("clone")
+    for name in working_tree_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    result = subprocess.run([jb, "build", "book/"], cwd=copy, capture_output=True, text=True, timeout=3600)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"jb build book/ failed:\n{log[-6000:]}"
+    return copy / "_build" / "html", log
+
+
+@pytest.mark.book
+def test_build_lands_in_build_html_with_a_page_per_chapter(built_book):
+    html, log = built_book
+    assert (html / "index.html").exists()
+    missing = [p for p in toc_pages() if not (html / f"{p}.html").exists()]
+    assert not missing, f"pages missing from {html}: {missing}"
+
+
+@pytest.mark.book
+def test_build_log_has_no_warnings_about_glue_references_or_execution(built_book):
+    _, log = built_book
+    bad = [line for line in log.splitlines() if "WARNING" in line
+           and re.search(r"glue|reference|numref|undefined label|execut|traceback|Failed", line, re.I)]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_has_its_figures_and_no_execution_error(built_book, page):
+    html, _ = built_book
+    text = (html / f"{page}.html").read_text()
+    for marker in ("Traceback (most recent call last)", 'class="output traceback', "output error",
+                   "Failed to format", "glue key not found"):
+        assert marker not in text, f"{page}.html contains {marker!r}"
+    for name in figure_names(page):
+        figure = re.search(rf'<figure[^>]*id="{re.escape(name)}".*?</figure>', text, re.S)
+        assert figure, f"{page}.html lacks figure {name}"
+        sources = re.findall(r'<img[^>]*src="([^"]+)"', figure.group(0))
+        assert sources, f"{page}.html: figure {name} has no image"
+        assert all((html / s).is_file() for s in sources), f"{page}.html: figure {name} points to missing {sources}"
+        assert re.search(r"<figcaption>.*?Fig\. \d", figure.group(0), re.S), f"{page}.html: {name} is unnumbered"
+
+
+# --- the rendered book in headless Chromium ------------------------------------------------------------------
+
+
+class Chromium:
+    """Headless Chromium driven through the DevTools protocol over --remote-debugging-pipe."""
+
+    def __init__(self, binary: str, profile: Path):
+        to_browser, self._from_us = os.pipe()
+        self._from_browser, from_browser = os.pipe()
+
+        def connect_pipes():  # the browser reads commands on fd 3 and writes replies on fd 4
+            read_end, write_end = os.dup(to_browser), os.dup(from_browser)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
+
+        self.process = subprocess.Popen(
+            [binary, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
+            preexec_fn=connect_pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(to_browser)
+        os.close(from_browser)
+        self._buffer, self._next_id = b"", 0
+        target = self.send("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def send(self, method: str, timeout: float = 120, session: str | None = None, **params) -> dict:
+        """Send one command and return its result."""
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._from_us, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" not in self._buffer:
+                ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    raise TimeoutError(f"Chromium did not answer {method} within {timeout} s")
+                chunk = os.read(self._from_browser, 1 << 20)
+                if not chunk:
+                    raise RuntimeError(f"Chromium exited while answering {method}")
+                self._buffer += chunk
+            raw, self._buffer = self._buffer.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def page(self, method: str, **params) -> dict:
+        """A command to the page's session."""
+        return self.send(method, session=self.session, **params)
+
+    def evaluate(self, expression: str):
+        """The value of a JavaScript expression in the page, awaiting it when it is a promise."""
+        result = self.page("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JavaScript failed: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def close(self) -> None:
+        """Stop the browser."""
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        os.close(self._from_us)
+        os.close(self._from_browser)
+
+
+# Waits for MathJax's first typeset and for every image, then reports what a reader would see.
+INSPECT = """(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  await Promise.all(Array.from(document.images).map(i => i.complete ? null :
+                    new Promise(done => { i.addEventListener('load', done); i.addEventListener('error', done); })));
+  const maths = Array.from(document.querySelectorAll('.math'));
+  return {
+    maths: maths.length,
+    untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
+    mathErrors: document.querySelectorAll('mjx-merror').length,
+    images: document.images.length,
+    broken: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
+    height: document.documentElement.scrollHeight,
+  };
+})()"""
+
+
+def serve(folder: Path) -> ThreadingHTTPServer:
+    """Serve a folder on a free loopback port in a background thread."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def chromium_binary() -> str:
+    """Debian's chromium; missing is a failure in CI and a skip elsewhere."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed; .ci/run installs Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    return binary
+
+
+@pytest.mark.book
+def test_every_page_in_chromium_has_typeset_maths_and_no_broken_image(built_book, tmp_path):
+    html, _ = built_book
+    shots = Path(os.environ.get("BOOK_SCREENSHOTS", html.parent / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    server = serve(html)
+    browser = Chromium(chromium_binary(), tmp_path / "profile")
+    reports = {}
+    try:
+        browser.page("Page.enable")
+        for page in toc_pages():
+            browser.page("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1,
+                         mobile=False)
+            browser.page("Page.navigate", url=f"http://127.0.0.1:{server.server_port}/{page}.html")
+            deadline = time.monotonic() + 60
+            while browser.evaluate("document.readyState") != "complete":
+                assert time.monotonic() < deadline, f"{page}.html did not finish loading"
+                time.sleep(0.2)
+            reports[page] = report = browser.evaluate(INSPECT)
+            browser.page("Emulation.setDeviceMetricsOverride", width=1280, height=min(report["height"], 16000),
+                         deviceScaleFactor=1, mobile=False)
+            shot = browser.page("Page.captureScreenshot", format="png")["data"]
+            (shots / f"{page}.png").write_bytes(base64.b64decode(shot))
+    finally:
+        browser.close()
+        server.shutdown()
+    for page, report in reports.items():
+        assert report["images"] or not figure_names(page), f"{page}: no images rendered"
+        assert not report["broken"], f"{page}: broken images {report['broken']}"
+        assert not report["untypeset"], f"{page}: maths left as TeX: {report['untypeset'][:3]}"
+        assert not report["mathErrors"], f"{page}: {report['mathErrors']} MathJax errors"
+    assert sum(r["maths"] for r in reports.values()) > 0, "the book holds no maths at all: nothing was checked"
