@@ -40,28 +40,30 @@ def layer_blocks(table: pd.DataFrame) -> list[pd.DataFrame]:
 def architecture_figure(table: pd.DataFrame) -> Figure:
     """A block diagram drawn from `models.layer_table`: one row per block, its output size as a log-scaled bar."""
     blocks = layer_blocks(table)
-    fig, ax = _figure(figsize=(10, 0.6 * len(blocks) + 0.5))
+    fig, ax = _figure(figsize=(8.6, 0.58 * len(blocks) + 0.45))  # axis units are inches
     sizes = [int(np.prod([int(s) for s in block["output shape"].iloc[-1].split("×")])) for block in blocks]
-    scale = 2.4 / np.log10(max(sizes))
+    scale = 1.1 / np.log10(max(sizes))
     for row, (block, size) in enumerate(zip(blocks, sizes)):
-        y = len(blocks) - 1 - row
+        y = 0.58 * (len(blocks) - 1 - row)
         first = block.iloc[0]
         ops = " → ".join(_short(kind, details) for kind, details in zip(block["type"], block["details"]))
-        ax.add_patch(FancyBboxPatch((0, y + 0.12), 6.6, 0.76, boxstyle="round,pad=0.02,rounding_size=0.08",
+        ax.add_patch(FancyBboxPatch((0, y + 0.07), 5.1, 0.44, boxstyle="round,pad=0.01,rounding_size=0.06",
                                     facecolor=BLOCK_COLOURS.get(first["type"], "white"), edgecolor="#555"))
-        ax.text(0.12, y + 0.5, first["layer"], va="center", fontsize=9, fontweight="bold")
-        ax.text(1.3, y + 0.5, ops, va="center", fontsize=8.5)
-        ax.add_patch(Rectangle((6.9, y + 0.3), scale * np.log10(max(size, 1.5)), 0.4, facecolor="#8c8c8c"))
+        ax.text(0.08, y + 0.29, first["layer"], va="center", fontsize=9.5, fontweight="bold")
+        ax.text(1.12, y + 0.29, ops, va="center", fontsize=9)
+        ax.add_patch(Rectangle((5.25, y + 0.17), scale * np.log10(max(size, 1.5)), 0.24, facecolor="#8c8c8c"))
         shape = block["output shape"].iloc[-1]
         out = f"{shape} = {size:,}" if "×" in shape else f"{size:,}"
-        ax.text(9.5, y + 0.5, f"out {out} values\n{int(block['params'].sum()):,} parameters", va="center", fontsize=8.5)
+        ax.text(6.45, y + 0.29, f"{out} values\n{int(block['params'].sum()):,} parameters", va="center",
+                fontsize=8.5)
         if row:
-            ax.annotate("", (0.6, y + 0.88), (0.6, y + 1.12), arrowprops={"arrowstyle": "->", "color": "#555"})
-    ax.text(6.9, len(blocks) - 0.02, "output values per image (log scale)", fontsize=8, color="#555", va="bottom")
-    ax.set_xlim(-0.1, 12.6)
-    ax.set_ylim(-0.05, len(blocks) + 0.3)
+            ax.annotate("", (0.45, y + 0.51), (0.45, y + 0.65), arrowprops={"arrowstyle": "->", "color": "#555"})
+    ax.text(5.25, 0.58 * len(blocks), "output values per image\n(bar: log scale)", fontsize=8, color="#555",
+            va="bottom")
+    ax.set_xlim(-0.05, 8.55)
+    ax.set_ylim(-0.02, 0.58 * len(blocks) + 0.4)
     ax.axis("off")
-    fig.tight_layout()
+    fig.tight_layout(pad=0.2)
     return fig
 
 

@@ -150,10 +150,9 @@ def test_build_lands_in_build_html_with_a_page_per_chapter(built_book):
 
 
 @pytest.mark.book
-def test_build_log_has_no_warnings_about_glue_references_or_execution(built_book):
-    _, log = built_book
-    bad = [line for line in log.splitlines() if "WARNING" in line
-           and re.search(r"glue|reference|numref|undefined label|execut|traceback|Failed", line, re.I)]
+def test_build_log_has_no_sphinx_warning(built_book):
+    _, log = built_book  # missing glue keys, unresolved {numref}s, broken directives all warn
+    bad = [line for line in log.splitlines() if "WARNING: " in line and "absl::" not in line]
     assert not bad, "\n".join(bad)
 
 
