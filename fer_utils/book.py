@@ -17,8 +17,8 @@ from fer_utils import training
 
 # Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
 EPOCHS = {
-    ("report", "improved"): (60, 12),
-    ("report", "report"): (30, 12),
+    ("report", "improved"): (30, 12),
+    ("report", "report"): (15, 12),
     ("simple", "report"): (20, 5),
 }
 
