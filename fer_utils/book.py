@@ -21,6 +21,8 @@ EPOCHS = {
     ("report", "report"): (15, 12),
     ("simple", "report"): (20, 5),
 }
+# What the original report reached with the same network (its numbers, quoted, not computed here).
+ORIGINAL_REPORT = {"val_accuracy": 0.651, "train_accuracy": 0.760}
 
 
 def seed() -> int:

@@ -91,3 +91,15 @@ class Evaluation:
 def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False) -> Evaluation:
     """Predict `x` with `model` and score the predictions against `y`."""
     return Evaluation(np.asarray(y), predict(model, x, tta=tta).argmax(axis=1))
+
+
+def compare_runs(runs: dict, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    """One row per named run: accuracy (plain and with flip TTA), macro-F1, epochs, wall time, device."""
+    rows = {}
+    for name, run in runs.items():
+        plain, flipped = evaluate(run.model, x, y), evaluate(run.model, x, y, tta=True)
+        rows[name] = {"accuracy": plain.accuracy, "accuracy (flip TTA)": flipped.accuracy,
+                      "macro-F1": plain.macro_f1, "macro-F1 (flip TTA)": flipped.macro_f1,
+                      "epochs": run.meta["epochs_run"], "best epoch": run.meta["best_epoch"],
+                      "minutes": run.meta["seconds"] / 60, "device": run.meta["device"]}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("recipe")

@@ -162,6 +162,21 @@ def table_markdown(frame: pd.DataFrame, caption: str, name: str, index: bool = T
     return f":::{{table}} {caption}\n:name: {name}\n:align: center\n\n{body}\n:::"
 
 
+def recipes_figure(histories: dict[str, pd.DataFrame], reference: float | None = None) -> Figure:
+    """Validation accuracy per epoch of several recipes; a dashed line marks a `reference` accuracy."""
+    fig, ax = _figure(figsize=(7, 3.8))
+    for name, history in histories.items():
+        ax.plot(history.index, history["val_accuracy"], marker="o", markersize=3, label=name)
+    if reference is not None:
+        ax.axhline(reference, color="#555", linestyle="--", linewidth=1, label=f"original report ({reference:.3f})")
+    ax.set(xlabel="epoch", ylabel="validation accuracy")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 # --- explanation figures ---
 
 MAP_CMAP = "magma"  # a saliency map on its own
@@ -185,15 +200,19 @@ def regions_figure(mean_face: np.ndarray, regions: dict, face_box: tuple) -> Fig
 
 
 def saliency_grid(images: np.ndarray, labels: list[str], panels: dict[str, tuple[np.ndarray, bool]],
-                  per_row: int = 2) -> Figure:
-    """Each example as image | one column per panel, `per_row` examples a row; panels map a title to (maps, overlay)."""
+                  per_row: int = 2, positions: list[int] | None = None) -> Figure:
+    """Each example as image | one column per panel, `per_row` examples a row; panels map a title to (maps, overlay).
+
+    `positions` puts example i in slot positions[i] (row-major), leaving gaps where an example is missing.
+    """
     width = 1 + len(panels)
-    nrows = int(np.ceil(len(images) / per_row))
+    positions = list(range(len(images))) if positions is None else list(positions)
+    nrows = max(1, int(np.ceil((max(positions, default=0) + 1) / per_row)))
     fig, axes = _figure(nrows, width * per_row, figsize=(1.15 * width * per_row, 1.35 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for i, (image, label) in enumerate(zip(images, labels)):
-        row, first = divmod(i, per_row)
+        row, first = divmod(positions[i], per_row)
         cells = axes[row, first * width:(first + 1) * width]
         cells[0].imshow(image, cmap="gray", vmin=0, vmax=255)
         cells[0].set_title(label, fontsize=7, loc="left")
@@ -203,8 +222,10 @@ def saliency_grid(images: np.ndarray, labels: list[str], panels: dict[str, tuple
                 ax.imshow(maps[i], cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.45)
             else:
                 ax.imshow(maps[i], cmap=MAP_CMAP, vmin=0, vmax=1)
-            if row == 0:
-                ax.set_title(title, fontsize=7)
+    for first in range(per_row):  # column headers above the first row, clear of the examples' labels
+        for j, title in enumerate(panels, start=1):
+            axes[0, first * width + j].text(0.5, 1.45, title, transform=axes[0, first * width + j].transAxes,
+                                            ha="center", va="bottom", fontsize=7, weight="bold")
     fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.2)
     return fig
 

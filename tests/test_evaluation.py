@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_utils.evaluation import Evaluation
+from fer_utils.evaluation import Evaluation, compare_runs
 
 # 10 examples: angry(0) x4, disgust(1) x2, happy(3) x4.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 3, 3, 3, 3])
@@ -49,3 +49,23 @@ def test_summary_is_json_ready():
     summary = Evaluation(Y_TRUE, Y_PRED).summary()
     assert summary["n"] == 10 and summary["recall"]["angry"] == pytest.approx(0.75)
     assert all(isinstance(v, float) for v in summary["recall"].values())
+
+
+def test_compare_runs_scores_each_run():
+    from types import SimpleNamespace
+
+    class Fixed:
+        """A 'model' that predicts class 0 for a normal image and class 3 for a mirrored one."""
+
+        def predict(self, images, batch_size=None, verbose=0):
+            probs = np.zeros((len(images), 7))
+            mirrored = images[:, 0, 0, 0] < images[:, 0, -1, 0]
+            probs[~mirrored, 0], probs[mirrored, 3] = 1, 1
+            return probs
+
+    x = np.zeros((4, 48, 48), np.uint8)
+    x[:, 0, 0] = 255  # bright top-left pixel: predicted 0; its mirror image: predicted 3 -> TTA ties, argmax 0
+    meta = {"epochs_run": 5, "best_epoch": 4, "seconds": 120.0, "device": "CPU"}
+    table = compare_runs({"a": SimpleNamespace(model=Fixed(), meta=meta)}, x, np.array([0, 0, 3, 3]))
+    assert table.loc["a", "accuracy"] == pytest.approx(0.5)
+    assert table.loc["a", "minutes"] == pytest.approx(2.0) and table.loc["a", "epochs"] == 5
