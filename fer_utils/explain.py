@@ -161,6 +161,19 @@ def region_shares(maps: np.ndarray) -> pd.DataFrame:
 
 # --- the last conv layer's filters ---
 
+def receptive_field(model, layer: str) -> int:
+    """Side in input pixels of the window one unit of `layer` sees (square kernels and pools, as in our CNNs)."""
+    size, jump = 1, 1
+    for current in model.layers:
+        kernel = getattr(current, "kernel_size", None) or getattr(current, "pool_size", None)
+        if kernel is not None:
+            size += (kernel[0] - 1) * jump
+            jump *= current.strides[0]
+        if current.name == layer:
+            return size
+    raise ValueError(f"model {model.name!r} has no layer {layer!r}")
+
+
 def layer_outputs(model, images: np.ndarray, layer: str, batch_size: int = 256) -> np.ndarray:
     """The output of `layer` for each image, as a NumPy array (N, ...)."""
     import keras

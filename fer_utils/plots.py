@@ -181,6 +181,7 @@ def recipes_figure(histories: dict[str, pd.DataFrame], reference: float | None =
 
 MAP_CMAP = "magma"  # a saliency map on its own
 OVERLAY_CMAP = "jet"  # a map laid over the face
+OVERLAY_FLOOR = 0.15  # overlay values below this stay transparent, so the face shows through
 REGION_COLOURS = {"brows": "#1f77b4", "eyes": "#2ca02c", "nose": "#ff7f0e", "mouth": "#d62728"}
 
 
@@ -197,6 +198,12 @@ def regions_figure(mean_face: np.ndarray, regions: dict, face_box: tuple) -> Fig
     ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def _overlay(ax, image: np.ndarray, heat: np.ndarray) -> None:
+    """A grey image with a [0, 1] map laid over it, transparent where the map is low."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    ax.imshow(np.ma.masked_less(heat, OVERLAY_FLOOR), cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.5)
 
 
 def saliency_grid(images: np.ndarray, labels: list[str], panels: dict[str, tuple[np.ndarray, bool]],
@@ -218,13 +225,12 @@ def saliency_grid(images: np.ndarray, labels: list[str], panels: dict[str, tuple
         cells[0].set_title(label, fontsize=7, loc="left")
         for ax, (title, (maps, overlay)) in zip(cells[1:], panels.items()):
             if overlay:
-                ax.imshow(image, cmap="gray", vmin=0, vmax=255)
-                ax.imshow(maps[i], cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.45)
+                _overlay(ax, image, maps[i])
             else:
                 ax.imshow(maps[i], cmap=MAP_CMAP, vmin=0, vmax=1)
     for first in range(per_row):  # column headers above the first row, clear of the examples' labels
         for j, title in enumerate(panels, start=1):
-            axes[0, first * width + j].text(0.5, 1.45, title, transform=axes[0, first * width + j].transAxes,
+            axes[0, first * width + j].text(0.5, 1.25, title, transform=axes[0, first * width + j].transAxes,
                                             ha="center", va="bottom", fontsize=7, weight="bold")
     fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.2)
     return fig
@@ -253,10 +259,11 @@ def feature_maps_figure(images: np.ndarray, maps: np.ndarray, labels: list[str],
     """For each image: the image, then every filter's feature map (same colour scale across one image)."""
     n, channels = len(images), maps.shape[-1]
     rows = int(np.ceil(channels / ncols))
-    fig = plt.figure(figsize=(1.0 * (ncols + rows), 1.05 * rows * n))
+    fig = plt.figure(figsize=(0.9 * (ncols + rows), 0.95 * rows * n))
     plt.close(fig)
     for sub, image, fmap, label in zip(np.atleast_1d(fig.subfigures(n, 1)), images, maps, labels):
-        grid = sub.add_gridspec(rows, ncols + rows)
+        grid = sub.add_gridspec(rows, ncols + rows, left=0.01, right=0.99, bottom=0.02, top=0.93,
+                                wspace=0.08, hspace=0.25)
         ax = sub.add_subplot(grid[:, :rows])
         ax.imshow(image, cmap="gray", vmin=0, vmax=255)
         ax.set_title(label, fontsize=8)
@@ -292,8 +299,7 @@ def top_images_figure(x: np.ndarray, top: np.ndarray, maps: np.ndarray, titles: 
     for f, (ax, title) in enumerate(zip(axes.flat, titles)):
         faces = x[top[f, :4]].reshape(2, 2, *x.shape[1:]).transpose(0, 2, 1, 3).reshape(2 * x.shape[1], -1)
         heat = maps[f, :4].reshape(2, 2, *maps.shape[2:]).transpose(0, 2, 1, 3).reshape(2 * maps.shape[2], -1)
-        ax.imshow(faces, cmap="gray", vmin=0, vmax=255)
-        ax.imshow(heat, cmap=OVERLAY_CMAP, vmin=0, vmax=1, alpha=0.4)
+        _overlay(ax, faces, heat)
         ax.set_title(title, fontsize=7)
     fig.tight_layout(pad=0.3)
     return fig

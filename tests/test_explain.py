@@ -186,6 +186,17 @@ def test_sample_per_class():
 
 # --- filters ---
 
+def test_receptive_field_of_the_book_models():
+    from fer_utils import models
+
+    # report: 3, +1 (pool), +4*2 (5x5 at stride 2), +1*2, +2*4, +1*4, +2*8 = 42; simple: 3, +1, +2*2 = 8.
+    assert explain.receptive_field(models.report_cnn(), "relu4") == 42
+    assert explain.receptive_field(models.report_cnn(), "conv1") == 3
+    assert explain.receptive_field(models.simple_cnn(), "relu2") == 8
+    with pytest.raises(ValueError, match="no layer"):
+        explain.receptive_field(models.simple_cnn(), "conv4")
+
+
 def test_top_activating_ranks_by_peak_response():
     responses = np.zeros((4, 2, 2, 2))
     responses[2, 0, 1, 0], responses[0, 1, 1, 0] = 5.0, 3.0
