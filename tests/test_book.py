@@ -137,6 +137,8 @@ def built_book(tmp_path_factory) -> tuple[Path, str]:
         shutil.copy2(ROOT / name, copy / name)
     result = subprocess.run([jb, "build", "book/"], cwd=copy, capture_output=True, text=True, timeout=3600)
     log = result.stdout + result.stderr
+    (copy / "_build").mkdir(exist_ok=True)
+    (copy / "_build" / "build.log").write_text(log)
     assert result.returncode == 0, f"jb build book/ failed:\n{log[-6000:]}"
     return copy / "_build" / "html", log
 
