@@ -1,0 +1,364 @@
+"""Training throughput of the report and simple CNNs, against this machine's own matmul limit.
+
+    python benchmarks/train_throughput.py                 # CPU paths side by side, report + simple CNN
+    python benchmarks/train_throughput.py --quick         # the before/after pair only
+    python benchmarks/train_throughput.py --data data/fer2013.csv --steps 10 --repeats 5
+
+Every configuration runs in long-lived worker processes (one per environment: oneDNN on/off, thread
+settings, op determinism), and the timed rounds are interleaved across all of them, so that a machine
+shared with other jobs slows every path alike; the figures are medians over rounds. Each round times
+`--steps` training steps through `model.fit`, as training does, and also a float32 matmul whose rate is
+the machine's limit: the ratio is (images/s x training FLOP per image) / matmul FLOP/s. Training FLOP
+per image are counted from the model's Conv2D and Dense layers: forward, weight gradient and input
+gradient (none for the first layer). Besides wall-clock images/s, images per CPU-second of the worker
+are given: on a loaded machine that figure tracks the work a path needs, not the share of CPU it got.
+
+Prints one JSON line per configuration; the last line is the headline for the report CNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FER_TRAIN_IMAGES = 28_709  # FER2013 "Training" rows: one real epoch
+MATMUL_N = 2048
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way to train: the model, batch size, input pipeline and options, in one worker environment."""
+
+    name: str
+    model: str = "report"
+    batch: int = 128
+    feed: str = "tfdata"  # "numpy": model.fit(arrays); "tfdata": fer_utils' to_dataset pipeline
+    env: str = "default"  # a key of ENVIRONMENTS
+    batch_norm: str | None = None  # None: as fer_utils.models builds it; "keras": Keras' own; "fused": one tf kernel
+    jit: bool = False  # XLA jit_compile
+    policy: str = "float32"  # Keras dtype policy, e.g. "mixed_bfloat16" (changes the maths: opt-in only)
+    augment: bool = False  # the improved recipe's augmentation map
+
+
+# Worker environments: extra environment variables, intra/inter-op threads (0 = TensorFlow's choice),
+# and whether op determinism is on (fer_utils.training.set_seed turns it on).
+ENVIRONMENTS = {
+    "default": ({}, 0, 0, True),
+    "inter1": ({}, 0, 1, True),
+    "no-determinism": ({}, 0, 0, False),
+    "onednn-off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, True),
+}
+
+
+def plan(models: list[str], batches: list[int], quick: bool) -> list[Setup]:
+    """The configurations to time: the old path, fer_utils' path now, and variants of it."""
+    before = Setup("before: model.fit(numpy arrays), Keras BatchNorm", feed="numpy", batch_norm="keras")
+    now = Setup("now: fer_utils.training path")
+    if quick:
+        return [before, now]
+    keras_bn, fused = replace(now, batch_norm="keras"), replace(now, batch_norm="fused")
+    setups = [before, now,
+             replace(keras_bn, name="tf.data pipeline, Keras BatchNorm"),
+             replace(fused, name="tf.data pipeline, fused BatchNorm"),
+             replace(keras_bn, name="Keras BatchNorm, inter-op threads 1", env="inter1"),
+             replace(fused, name="fused BatchNorm, inter-op threads 1", env="inter1"),
+             replace(now, name="op determinism off", env="no-determinism"),
+             replace(now, name="oneDNN off", env="onednn-off"),
+             replace(now, name="XLA jit_compile", jit=True),
+             replace(keras_bn, name="mixed_bfloat16 (opt-in: changes the maths)", policy="mixed_bfloat16"),
+             replace(fused, name="mixed_bfloat16 + fused BatchNorm (opt-in)", policy="mixed_bfloat16"),
+             replace(keras_bn, name="augmentation (improved recipe), Keras BatchNorm", augment=True),
+             replace(fused, name="augmentation (improved recipe), fused BatchNorm", augment=True)]
+    for model in models:
+        for batch in batches:
+            for bn in ("keras", "fused"):
+                if not (model == "report" and batch == 128):
+                    setups.append(replace(now, name=f"{model} CNN, batch {batch}, {bn} BatchNorm", model=model,
+                                         batch=batch, batch_norm=bn))
+    return setups
+
+
+# ---------------------------------------------------------------------------------------------- worker side
+
+
+def fused_batchnorm_class():
+    """A BatchNormalization whose training step runs TensorFlow's fused kernel: the same maths, one op."""
+    import keras
+    import tensorflow as tf
+
+    class FusedBatchNormalization(keras.layers.BatchNormalization):
+        """Keras BatchNormalization; in training, 4-D inputs go through tf's FusedBatchNormV3 in float32."""
+
+        def call(self, inputs, training=None, mask=None):
+            if (not (training and self.trainable) or mask is not None or self.renorm or len(inputs.shape) != 4
+                    or self.axis not in (-1, 3) or not (self.scale and self.center)):
+                return super().call(inputs, training=training, mask=mask)
+            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                tf.cast(inputs, tf.float32), self.gamma.value, self.beta.value, epsilon=self.epsilon,
+                is_training=True)
+            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
+            variance = variance * (count - 1.0) / count  # the kernel returns the unbiased variance; Keras keeps the biased
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+            return tf.cast(outputs, self.compute_dtype)
+
+    return FusedBatchNormalization
+
+
+def with_batchnorm(model, kind: str):
+    """A copy of `model` with the same weights and every BatchNormalization of `kind`: "keras" or "fused"."""
+    import keras
+
+    target = {"keras": keras.layers.BatchNormalization, "fused": fused_batchnorm_class()}[kind]
+
+    def clone(layer):
+        cls = target if isinstance(layer, keras.layers.BatchNormalization) else layer.__class__
+        return cls.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def train_flops_per_image(model) -> tuple[float, float]:
+    """(training, forward) FLOP per image of the model's Conv2D and Dense layers."""
+    import keras
+
+    forward = backward = 0.0
+    first = True
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            out = layer.output.shape
+            k = layer.kernel.shape
+            macs = out[1] * out[2] * k[0] * k[1] * k[2] * k[3]
+        elif isinstance(layer, keras.layers.Dense):
+            macs = layer.kernel.shape[0] * layer.kernel.shape[1]
+        else:
+            continue
+        forward += 2 * macs
+        backward += 2 * macs * (1 if first else 2)  # weight gradient, plus input gradient after the first layer
+        first = False
+    return forward + backward, forward
+
+
+class Trainer:
+    """A compiled model and its input, ready to time `steps` training steps through model.fit."""
+
+    def __init__(self, setup: Setup, x, y, steps: int):
+        import keras
+
+        from fer_utils import data as fer_data
+        from fer_utils import models, training
+
+        keras.mixed_precision.set_global_policy(setup.policy)
+        keras.utils.set_random_seed(0)
+        model = models.build(setup.model)
+        if setup.batch_norm:
+            model = with_batchnorm(model, setup.batch_norm)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3, 0.9, 0.99), loss=keras.losses.CategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=setup.jit)
+        keras.mixed_precision.set_global_policy("float32")
+        n = steps * setup.batch
+        self.model, self.setup = model, setup
+        self.flops, self.forward_flops = train_flops_per_image(model)
+        if setup.feed == "numpy":
+            self.inputs = (fer_data.scale(x[:n]), keras.utils.to_categorical(y[:n], len(fer_data.CLASSES)))
+        else:
+            augment = training.augmenter(0) if setup.augment else None
+            self.inputs = (training._one_hot(fer_data.to_dataset(x[:n], y[:n], setup.batch, shuffle=True, seed=0,
+                                                                 augment=augment)),)
+        self.images = n
+
+    def epoch(self) -> None:
+        """One pass over the prepared images: `steps` training steps."""
+        if self.setup.feed == "numpy":
+            self.model.fit(*self.inputs, batch_size=self.setup.batch, shuffle=True, epochs=1, verbose=0)
+        else:
+            self.model.fit(*self.inputs, epochs=1, verbose=0)
+
+
+def matmul_rate(repeats: int = 3) -> tuple[float, float]:
+    """(FLOP per wall second, FLOP per CPU second) of a float32 MATMUL_N^3 matmul, best of `repeats`."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((MATMUL_N, MATMUL_N), (1, 2))
+    product = tf.function(lambda a: tf.matmul(a, a))
+    product(a).numpy()
+    best = (0.0, 0.0)
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        product(a).numpy()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        flop = 2.0 * MATMUL_N ** 3
+        best = max(best, (flop / wall, flop / max(cpu, 1e-9)))
+    return best
+
+
+def worker(env: str, data_path: str | None, steps: int, conn) -> None:
+    """Serve requests from the parent: ('add', Setup), ('time', name), ('matmul',), ('quit',)."""
+    _, intra, inter, determinism = ENVIRONMENTS[env]
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    if determinism:
+        tf.config.experimental.enable_op_determinism()
+    x, y = load_images(data_path)
+    trainers = {}
+    while True:
+        request = conn.recv()
+        if request[0] == "quit":
+            return
+        try:
+            if request[0] == "add":
+                path = request[1]
+                trainer = Trainer(path, x, y, steps)
+                trainer.epoch()  # compile and warm up
+                trainers[path.name] = trainer
+                conn.send({"flops": trainer.flops, "forward_flops": trainer.forward_flops, "images": trainer.images})
+            elif request[0] == "time":
+                trainer = trainers[request[1]]
+                wall, cpu = time.perf_counter(), time.process_time()
+                trainer.epoch()
+                conn.send({"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu})
+            elif request[0] == "matmul":
+                wall_rate, cpu_rate = matmul_rate()
+                conn.send({"wall": wall_rate, "cpu": cpu_rate})
+            elif request[0] == "device":
+                from fer_utils.training import device_name
+
+                conn.send({"device": device_name(), "tensorflow": tf.__version__})
+        except Exception as error:  # report to the parent, keep serving
+            conn.send({"error": f"{type(error).__name__}: {error}"})
+
+
+def load_images(data_path: str | None):
+    """Training images and labels: FER2013's from `data_path`, else random images of FER shape."""
+    import numpy as np
+
+    if data_path:
+        from fer_utils import data as fer_data
+
+        data = fer_data.load(data_path, verbose=False)
+        return data.x["train"], data.y["train"]
+    rng = np.random.default_rng(0)
+    n = 2048 * 8
+    return rng.integers(0, 256, (n, 48, 48), dtype=np.uint8), rng.integers(0, 7, n)
+
+
+# ---------------------------------------------------------------------------------------------- parent side
+
+
+class Worker:
+    """A worker process for one environment, driven through a pipe."""
+
+    def __init__(self, env: str, data_path: str | None, steps: int):
+        extra = ENVIRONMENTS[env][0]
+        saved = {k: os.environ.get(k) for k in extra}
+        os.environ.update(extra)  # a spawned child takes the environment as it is at start()
+        self.conn, child = mp.Pipe()
+        self.process = mp.get_context("spawn").Process(target=worker, args=(env, data_path, steps, child), daemon=True)
+        self.process.start()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+
+    def ask(self, *request) -> dict:
+        """Send one request and wait for its answer."""
+        self.conn.send(request)
+        answer = self.conn.recv()
+        if "error" in answer:
+            raise RuntimeError(f"{request}: {answer['error']}")
+        return answer
+
+    def close(self) -> None:
+        """Stop the worker."""
+        self.conn.send(("quit",))
+        self.process.join(30)
+
+
+def main() -> None:
+    """Time every configuration in interleaved rounds; print JSON lines, the headline last."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["report", "simple"], choices=["report", "simple"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
+    parser.add_argument("--steps", type=int, default=4, help="training steps per timed round")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds; medians are reported")
+    parser.add_argument("--data", default=None, help="FER2013 file (default: random images of FER shape)")
+    parser.add_argument("--quick", action="store_true", help="only the before/now pair for the report CNN")
+    parser.add_argument("--only", nargs="*", default=None, help="only configurations whose name contains one of these")
+    args = parser.parse_args()
+
+    setups = plan(args.models, args.batch_sizes, args.quick)
+    if args.only:
+        setups = setups[:2] + [s for s in setups[2:] if any(word in s.name for word in args.only)]
+    workers = {env: Worker(env, args.data, args.steps) for env in dict.fromkeys(s.env for s in setups)}
+    try:
+        info = workers["default"].ask("device")
+        shapes = {s.name: workers[s.env].ask("add", s) for s in setups}
+        times = {s.name: [] for s in setups}
+        matmul = []
+        for _ in range(args.repeats):
+            matmul.append(workers["default"].ask("matmul"))
+            for s in setups:
+                times[s.name].append(workers[s.env].ask("time", s.name))
+        matmul.append(workers["default"].ask("matmul"))
+    finally:
+        for w in workers.values():
+            w.close()
+
+    limit_wall = statistics.median(m["wall"] for m in matmul)
+    limit_cpu = statistics.median(m["cpu"] for m in matmul)
+    rows = []
+    for s in setups:
+        images, flops = shapes[s.name]["images"], shapes[s.name]["flops"]
+        wall = statistics.median(t["wall"] for t in times[s.name])
+        cpu = statistics.median(t["cpu"] for t in times[s.name])
+        rows.append({"config": s.name, **{k: v for k, v in asdict(s).items() if k != "name"},
+                     "images_per_s": round(images / wall, 1), "images_per_cpu_s": round(images / cpu, 1),
+                     "images_per_s_best_round": round(max(images / t["wall"] for t in times[s.name]), 1),
+                     "cores_busy": round(cpu / wall, 2),
+                     "train_mflop_per_image": round(flops / 1e6, 1),
+                     "forward_mflop_per_image": round(shapes[s.name]["forward_flops"] / 1e6, 1),
+                     "gflop_per_s": round(images / wall * flops / 1e9, 1),
+                     "matmul_gflop_per_s": round(limit_wall / 1e9, 1),
+                     "matmul_gflop_per_cpu_s": round(limit_cpu / 1e9, 1),
+                     "ratio_to_matmul": round(images / wall * flops / limit_wall, 3),
+                     "ratio_to_matmul_cpu_time": round(images / cpu * flops / limit_cpu, 3),
+                     "seconds_per_fer2013_epoch": round(FER_TRAIN_IMAGES * wall / images, 1),
+                     "rounds_images_per_s": [round(images / t["wall"], 1) for t in times[s.name]]})
+    reference = rows[0]
+    for row in rows:
+        row["speedup_vs_before"] = round(row["images_per_s"] / reference["images_per_s"], 2)
+        row["speedup_vs_before_cpu_time"] = round(row["images_per_cpu_s"] / reference["images_per_cpu_s"], 2)
+        print(json.dumps(row))
+    now = rows[1]
+    fastest = max((r for r in rows if r["model"] == "report" and r["batch"] == 128 and r["policy"] == "float32"
+                   and not r["augment"]), key=lambda r: r["images_per_cpu_s"])
+    print(json.dumps({
+        "headline": "report CNN, batch 128, fer_utils training path", "device": info["device"],
+        "tensorflow": info["tensorflow"], "data": args.data or "random images of FER shape",
+        "steps_per_round": args.steps, "rounds": args.repeats, "train_mflop_per_image": now["train_mflop_per_image"],
+        "matmul_gflop_per_s": now["matmul_gflop_per_s"], "matmul_gflop_per_cpu_s": now["matmul_gflop_per_cpu_s"],
+        "matmul_limit_images_per_s": round(limit_wall / (now["train_mflop_per_image"] * 1e6), 1),
+        **{k: now[k] for k in ("images_per_s", "images_per_cpu_s", "speedup_vs_before", "speedup_vs_before_cpu_time",
+                               "ratio_to_matmul", "ratio_to_matmul_cpu_time", "seconds_per_fer2013_epoch")},
+        "images_per_s_before": reference["images_per_s"], "images_per_cpu_s_before": reference["images_per_cpu_s"],
+        "fastest_float32_config": fastest["config"],
+        **{f"fastest_{k}": fastest[k] for k in ("images_per_s", "images_per_cpu_s", "speedup_vs_before_cpu_time",
+                                                "ratio_to_matmul_cpu_time", "seconds_per_fer2013_epoch")}}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""The throughput benchmark's faster paths compute what the plain ones do, and it counts FLOPs right."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from fer_utils import data as fer_data
+from fer_utils import models
+from fer_utils.data import PROJECT_ROOT
+
+spec = importlib.util.spec_from_file_location("train_throughput", PROJECT_ROOT / "benchmarks" / "train_throughput.py")
+bench = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+STEPS, BATCH = 4, 16
+
+
+def short_run(batch_norm: str, seed: int = 0) -> tuple[list[float], keras.Model]:
+    """The report CNN with `batch_norm` layers, trained for STEPS fixed batches; the losses and the model."""
+    keras.utils.set_random_seed(seed)
+    model = bench.with_batchnorm(models.build("report"), batch_norm)
+    model.compile(keras.optimizers.Adam(1e-3, 0.9, 0.99), keras.losses.CategoricalCrossentropy())
+    rng = np.random.default_rng(seed)
+    x = fer_data.scale(rng.integers(0, 256, (STEPS * BATCH, 48, 48), dtype=np.uint8))
+    y = keras.utils.to_categorical(rng.integers(0, 7, STEPS * BATCH), 7)
+    losses = [float(model.train_on_batch(x[i:i + BATCH], y[i:i + BATCH]))
+              for i in range(0, len(x), BATCH)]
+    return losses, model
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {kind: short_run(kind) for kind in ("keras", "fused")}
+
+
+def test_fused_batchnorm_is_a_batchnorm_with_the_same_config():
+    model = bench.with_batchnorm(models.build("report"), "fused")
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(norms) == 6 and all(type(layer).__name__ == "FusedBatchNormalization" for layer in norms)
+    assert {layer.momentum for layer in norms} == {models.BN_MOMENTUM}
+
+
+def gradients(batch_norm: str) -> dict[str, np.ndarray]:
+    """One training-mode gradient of the report CNN with `batch_norm` layers, by weight name."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    model = bench.with_batchnorm(models.build("report"), batch_norm)
+    rng = np.random.default_rng(0)
+    x = fer_data.scale(rng.integers(0, 256, (32, 48, 48), dtype=np.uint8))
+    y = keras.utils.to_categorical(rng.integers(0, 7, 32), 7)
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.losses.categorical_crossentropy(y, model(x, training=True)))
+    return {w.path: g.numpy() for w, g in zip(model.trainable_weights, tape.gradient(loss, model.trainable_weights))}
+
+
+def test_fused_batchnorm_gradients_match_keras():
+    plain, fused = gradients("keras"), gradients("fused")
+    scale = max(np.abs(g).max() for g in plain.values())
+    for name, g in plain.items():
+        np.testing.assert_allclose(fused[name], g, rtol=0, atol=1e-4 * scale, err_msg=name)
+        if name.endswith("/bias") and name != "predictions/bias":  # a bias before BatchNorm: exactly 0 in theory
+            assert np.abs(g).max() < 1e-4 * scale and np.abs(fused[name]).max() < 1e-4 * scale
+
+
+def test_fused_batchnorm_trains_like_keras_within_float_tolerance(runs):
+    (keras_losses, keras_model), (fused_losses, fused_model) = runs["keras"], runs["fused"]
+    assert keras_losses[-1] != keras_losses[0]
+    np.testing.assert_allclose(fused_losses, keras_losses, rtol=1e-4)
+    for layer in keras_model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            other = fused_model.get_layer(layer.name).moving_variance.numpy()
+            np.testing.assert_allclose(other, layer.moving_variance.numpy(), rtol=1e-4)
+    # Biases feeding a BatchNorm have float-noise gradients that Adam scales up to the learning rate, so
+    # weights and moving means drift apart by ~1e-3 on any change of summation order; the function does not.
+    probe = fer_data.scale(np.random.default_rng(9).integers(0, 256, (32, 48, 48), dtype=np.uint8))
+    np.testing.assert_allclose(fused_model.predict(probe, verbose=0), keras_model.predict(probe, verbose=0),
+                               atol=1e-3)
+
+
+def test_fused_batchnorm_is_reproducible_bit_for_bit(runs):
+    losses, model = runs["fused"]
+    again_losses, again = short_run("fused")
+    assert again_losses == losses
+    for a, b in zip(model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_flops_per_image_of_the_report_cnn():
+    macs = [48 * 48 * 9 * 1 * 32, 24 * 24 * 25 * 32 * 64, 12 * 12 * 9 * 64 * 64, 6 * 6 * 9 * 64 * 32,
+            288 * 256, 256 * 512, 512 * 7]
+    training, forward = bench.train_flops_per_image(models.build("report"))
+    assert forward == 2 * sum(macs)
+    assert training == 3 * forward - 2 * macs[0]  # no input gradient for the first conv
