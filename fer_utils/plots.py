@@ -194,7 +194,8 @@ def regions_figure(mean_face: np.ndarray, regions: dict, face_box: tuple) -> Fig
         ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, lw=2, ec=colour))
         ax.text(right - 0.5, top, name, color=colour, fontsize=8, ha="right", va="top", weight="bold")
     top, bottom, left, right = face_box
-    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, lw=1.5, ls="--", ec="white"))
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                           fill=False, lw=1.5, ls="--", ec="white"))
     ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
