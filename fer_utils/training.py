@@ -215,6 +215,8 @@ def load_run(path: Path) -> Run:
     """A run saved by `save_run` (or the CLI's `train`)."""
     import keras
 
+    import fer_utils.models  # noqa: F401  registers fer_utils>BatchNormalization for load_model
+
     path = Path(path)
     if not (path / "meta.json").exists():
         raise FileNotFoundError(f"{path}: not a saved run (no meta.json); train one with `python -m fer_utils train`.")
