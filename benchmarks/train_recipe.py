@@ -1,6 +1,6 @@
 """Train one recipe on a FER2013 file and write its results as JSON.
 
-    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe improved --out results/improved.json
+    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe augmented --out results/augmented.json
     python benchmarks/train_recipe.py --data data/fer2013.csv --recipe report --set epochs=30 --out results/report.json
 
 The run goes through the training cache, so the book built on the same file reuses it.
@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="FER2013 file or folder")
     parser.add_argument("--model", default="report", choices=["report", "simple"])
-    parser.add_argument("--recipe", default="improved", choices=sorted(training.RECIPES))
+    parser.add_argument("--recipe", default="augmented", choices=sorted(training.RECIPES))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one TrainConfig field, e.g. --set epochs=20 --set augment=false")
     parser.add_argument("--seed", type=int, default=0)

@@ -48,7 +48,7 @@ class Setup:
     batch_norm: str | None = None  # None: as fer_utils.models builds it; "keras": Keras' own; "fused": one tf kernel
     jit: bool = False  # XLA jit_compile
     policy: str = "float32"  # Keras dtype policy, e.g. "mixed_bfloat16" (changes the maths: opt-in only)
-    augment: bool = False  # the improved recipe's augmentation map
+    augment: bool = False  # the augmented recipe's augmentation map
 
 
 # Worker environments: extra environment variables, intra/inter-op threads (0 = TensorFlow's choice),
@@ -79,8 +79,8 @@ def plan(models: list[str], batches: list[int], quick: bool) -> list[Setup]:
              replace(fused, name="XLA jit_compile, fused BatchNorm", jit=True),
              replace(keras_bn, name="mixed_bfloat16 (opt-in: changes the maths)", policy="mixed_bfloat16"),
              replace(fused, name="mixed_bfloat16 + fused BatchNorm (opt-in)", policy="mixed_bfloat16"),
-             replace(keras_bn, name="augmentation (improved recipe), Keras BatchNorm", augment=True),
-             replace(fused, name="augmentation (improved recipe), fused BatchNorm", augment=True)]
+             replace(keras_bn, name="augmentation (augmented recipe), Keras BatchNorm", augment=True),
+             replace(fused, name="augmentation (augmented recipe), fused BatchNorm", augment=True)]
     for model in models:
         for batch in batches:
             for bn in ("keras", "fused"):

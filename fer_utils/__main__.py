@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from fer_utils.training import RECIPES
+
 
 def parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
@@ -22,8 +24,8 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--data", help="Kaggle CSV (.csv/.csv.gz), course label,feature CSV or image folder; "
                                       "default: $FER_DATA, then data/, then the synthetic stand-in")
     train.add_argument("--model", choices=["report", "simple"], default="report", help="which CNN (default report)")
-    train.add_argument("--recipe", choices=["report", "improved"], default="report",
-                       help="training configuration: the report's plain one or our improved one")
+    train.add_argument("--recipe", choices=sorted(RECIPES), default="report",
+                       help="training recipe: the report's plain one, or with augmentation, cosine decay and label smoothing")
     train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0, help="the one seed for data split, init and shuffling")

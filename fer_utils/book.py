@@ -17,7 +17,7 @@ from fer_utils import training
 
 # Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
 EPOCHS = {
-    ("report", "improved"): (30, 12),
+    ("report", "augmented"): (30, 12),
     ("report", "report"): (10, 12),
     ("simple", "report"): (6, 5),
 }
@@ -36,11 +36,12 @@ def book_data(verbose: bool = True) -> fer_data.FerData:
 
 
 def book_recipe(data: fer_data.FerData) -> str:
-    """The recipe of the report CNN that chapters 2-5 show: ours on FER2013, the report's on the stand-in.
+    """The recipe of the report CNN that chapters 2-5 show: the report's own, on any data.
 
-    Augmentation pays off only over many epochs; the stand-in's short runs learn more without it.
+    Measured on FER2013 (PublicTest): the augmented recipe reached 0.561 after 30 epochs, below the plain
+    recipe, so the book answers the assignment with the assignment's recipe; chapter 7 compares the two.
     """
-    return "report" if data.is_synthetic else "improved"
+    return "report"
 
 
 def book_config(data: fer_data.FerData, model: str = "report", recipe: str = "report") -> training.TrainConfig:

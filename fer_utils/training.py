@@ -45,9 +45,9 @@ class TrainConfig:
 
 # The original report's recipe: Adam(1e-3, 0.9, 0.99) on plain cross-entropy, no augmentation.
 REPORT = TrainConfig(epochs=10)
-# Our recipe for real FER2013: augmentation, cosine decay, label smoothing, best epoch kept.
-IMPROVED = TrainConfig(epochs=30, augment=True, label_smoothing=0.1, schedule="cosine", early_stopping=10)
-RECIPES = {"report": REPORT, "improved": IMPROVED}
+# Augmentation, cosine decay, label smoothing, best epoch kept: the candidate recipe to beat the report's.
+AUGMENTED = TrainConfig(epochs=30, augment=True, label_smoothing=0.1, schedule="cosine", early_stopping=10)
+RECIPES = {"report": REPORT, "augmented": AUGMENTED}
 
 
 @dataclass

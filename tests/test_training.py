@@ -79,6 +79,6 @@ def test_class_weights_favour_rare_classes():
 def test_recipes_are_one_call_away():
     assert training.RECIPES["report"] == TrainConfig(epochs=10)
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
-    assert training.IMPROVED.augment and training.IMPROVED.schedule == "cosine"
+    assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
     with pytest.raises(ValueError, match="unknown schedule"):
         training._learning_rate(QUICK.replace(schedule="linear"), 10)
