@@ -197,6 +197,21 @@ def test_receptive_field_of_the_book_models():
         explain.receptive_field(models.simple_cnn(), "conv4")
 
 
+@pytest.mark.parametrize("name", ["report", "simple"])
+def test_every_map_works_on_the_book_models(name):
+    from fer_utils import models
+
+    keras.utils.set_random_seed(0)
+    model, x = models.build(name), images(2)
+    check_maps(explain.saliency(model, x, [3, 5], smooth_samples=2), 2)
+    check_maps(explain.gradcam_plus_plus(model, x, [3, 5], explain.FEATURE_LAYER[name]), 2)
+    last = explain.layer_outputs(model, x, explain.FEATURE_LAYER[name])
+    assert last.ndim == 4 and last.min() >= 0  # rectified feature maps
+    assert explain.layer_outputs(model, x, explain.EMBEDDING_LAYER).shape == (2, 512)
+    dreams = explain.activation_maximization(model, explain.RESPONSE_LAYER[name], filters=[0, 1], steps=2)
+    assert dreams.shape == (2, IMAGE_SIZE, IMAGE_SIZE) and np.all(np.isfinite(dreams))
+
+
 def test_top_activating_ranks_by_peak_response():
     responses = np.zeros((4, 2, 2, 2))
     responses[2, 0, 1, 0], responses[0, 1, 1, 0] = 5.0, 3.0
