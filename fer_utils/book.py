@@ -17,7 +17,7 @@ from fer_utils import training
 
 # Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
 EPOCHS = {
-    ("report", "augmented"): (30, 12),
+    ("report", "augmented"): (30, 6),
     ("report", "report"): (10, 12),
     ("simple", "report"): (6, 5),
 }
