@@ -46,6 +46,11 @@ class FerData:
         return self.source == "synthetic"
 
     @property
+    def held_out(self) -> str:
+        """The split to report on: 'test', or 'val' when the data has no test split."""
+        return "test" if len(self.y["test"]) else "val"
+
+    @property
     def fingerprint(self) -> str:
         """Short SHA-256 of every image and label, split by split."""
         h = hashlib.sha256()

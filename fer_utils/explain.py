@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from fer_utils.data import CLASSES, IMAGE_SIZE, FerData, scale
+from fer_utils.data import CLASSES, IMAGE_SIZE, scale
 
 # Face regions as pixel boxes (top, bottom, left, right), half-open, on the 48 x 48 image. FER2013 faces are
 # roughly centred and aligned; these boxes follow its mean face (and the synthetic faces' layout), so they are
@@ -34,11 +34,6 @@ RESPONSE_LAYER = {"report": "bn4", "simple": "bn2"}
 EMBEDDING_LAYER = "dense512_relu"
 SMOOTH_SAMPLES = 20
 SMOOTH_NOISE = 0.2  # noise sd as a share of each image's value range (SmoothGrad's default)
-
-
-def explain_split(data: FerData) -> str:
-    """The held-out split to explain: 'test', or 'val' when the test split is empty (Kaggle's train.csv)."""
-    return "test" if len(data.y["test"]) else "val"
 
 
 def _as_input(images: np.ndarray) -> np.ndarray:

@@ -188,3 +188,10 @@ def test_to_dataset_scales_shuffles_with_seed_and_batches(small_images):
     order = lambda seed: np.concatenate([b[1].numpy() for b in data.to_dataset(images, np.arange(21), 8, True, seed)])  # noqa: E731
     assert order(1).tolist() == order(1).tolist() != order(2).tolist()
     assert sorted(order(1).tolist()) == list(range(21))
+
+
+def test_held_out_split_is_test_unless_empty(tmp_path, kaggle_csv):
+    assert data.read(kaggle_csv).held_out == "test"
+    rows = [r for r in kaggle_csv.read_text().splitlines() if "PrivateTest" not in r]
+    kaggle_csv.write_text("\n".join(rows) + "\n")
+    assert data.read(kaggle_csv).held_out == "val"
