@@ -93,35 +93,13 @@ def plan(models: list[str], batches: list[int], quick: bool) -> list[Setup]:
 # ---------------------------------------------------------------------------------------------- worker side
 
 
-def fused_batchnorm_class():
-    """A BatchNormalization whose training step runs TensorFlow's fused kernel: the same maths, one op."""
-    import keras
-    import tensorflow as tf
-
-    class FusedBatchNormalization(keras.layers.BatchNormalization):
-        """Keras BatchNormalization; in training, 4-D inputs go through tf's FusedBatchNormV3 in float32."""
-
-        def call(self, inputs, training=None, mask=None):
-            if (not (training and self.trainable) or mask is not None or self.renorm or len(inputs.shape) != 4
-                    or self.axis not in (-1, 3) or not (self.scale and self.center)):
-                return super().call(inputs, training=training, mask=mask)
-            outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                tf.cast(inputs, tf.float32), self.gamma.value, self.beta.value, epsilon=self.epsilon,
-                is_training=True)
-            count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)
-            variance = variance * (count - 1.0) / count  # the kernel returns the unbiased variance; Keras keeps the biased
-            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
-            self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
-            return tf.cast(outputs, self.compute_dtype)
-
-    return FusedBatchNormalization
-
-
 def with_batchnorm(model, kind: str):
     """A copy of `model` with the same weights and every BatchNormalization of `kind`: "keras" or "fused"."""
     import keras
 
-    target = {"keras": keras.layers.BatchNormalization, "fused": fused_batchnorm_class()}[kind]
+    from fer_utils.models import BatchNormalization
+
+    target = {"keras": keras.layers.BatchNormalization, "fused": BatchNormalization}[kind]
 
     def clone(layer):
         cls = target if isinstance(layer, keras.layers.BatchNormalization) else layer.__class__

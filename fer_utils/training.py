@@ -161,7 +161,7 @@ def _learning_rate(config: TrainConfig, steps: int):
 
 
 def augmenter(seed: int):
-    """Random flips, shifts, small rotations and zooms, and random erasing, seeded."""
+    """Random horizontal flips, shifts, small rotations and zooms, seeded."""
     import keras
     from keras import layers
 

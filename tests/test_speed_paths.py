@@ -41,8 +41,10 @@ def runs():
 def test_fused_batchnorm_is_a_batchnorm_with_the_same_config():
     model = bench.with_batchnorm(models.build("report"), "fused")
     norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    assert len(norms) == 6 and all(type(layer).__name__ == "FusedBatchNormalization" for layer in norms)
+    assert len(norms) == 6 and all(type(layer) is models.BatchNormalization for layer in norms)
     assert {layer.momentum for layer in norms} == {models.BN_MOMENTUM}
+    plain = bench.with_batchnorm(models.build("report"), "keras")
+    assert all(type(layer) is keras.layers.BatchNormalization for layer in plain.layers if "bn" in layer.name)
 
 
 def gradients(batch_norm: str) -> dict[str, np.ndarray]:
