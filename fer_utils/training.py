@@ -21,6 +21,9 @@ from fer_utils.data import CLASSES, PROJECT_ROOT, FerData, to_dataset
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "runs"
 CACHE_VERSION = 1  # bump when training code changes what a cached run means
+# The augmentation's ranges: shift and zoom as shares of the image side, rotation in degrees.
+SHIFT, ROTATION_DEGREES, ZOOM = 0.1, 10, 0.1
+COSINE_FLOOR = 0.01  # cosine decay ends at this share of the initial learning rate
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ def _learning_rate(config: TrainConfig, steps: int):
     if config.schedule == "constant":
         return config.learning_rate
     if config.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=0.01)
+        return keras.optimizers.schedules.CosineDecay(config.learning_rate, steps, alpha=COSINE_FLOOR)
     raise ValueError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
 
 
@@ -167,9 +170,9 @@ def augmenter(seed: int):
 
     return keras.Sequential([
         layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed + 1),
-        layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed + 2),
-        layers.RandomZoom(0.1, fill_mode="nearest", seed=seed + 3),
+        layers.RandomTranslation(SHIFT, SHIFT, fill_mode="nearest", seed=seed + 1),
+        layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed + 2),
+        layers.RandomZoom(ZOOM, fill_mode="nearest", seed=seed + 3),
     ], name="augment")
 
 
