@@ -68,7 +68,7 @@ def report_cnn() -> keras.Model:
     x = layers.Flatten(name="flatten")(x)
     for units in REPORT_DENSE:
         x = dense_block(x, units, f"dense{units}")
-    outputs = layers.Dense(len(CLASSES), activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="report_cnn")
 
 
@@ -80,7 +80,7 @@ def simple_cnn() -> keras.Model:
         x = conv_block(x, filters, 3, i)
     x = layers.Flatten(name="flatten")(x)
     x = dense_block(x, SIMPLE_DENSE, f"dense{SIMPLE_DENSE}")
-    outputs = layers.Dense(len(CLASSES), activation="softmax", name="predictions")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="simple_cnn")
 
 

@@ -77,8 +77,48 @@ def test_class_weights_favour_rare_classes():
 
 
 def test_recipes_are_one_call_away():
-    assert training.RECIPES["report"] == TrainConfig(epochs=10)
+    assert training.RECIPES["report"] == TrainConfig(epochs=40)
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
     assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
     with pytest.raises(ValueError, match="unknown schedule"):
         training._learning_rate(QUICK.replace(schedule="linear"), 10)
+
+
+def test_new_config_fields_at_their_defaults_keep_old_cache_keys(tiny_synthetic):
+    import dataclasses
+    import hashlib
+
+    v1_fields = {k: v for k, v in dataclasses.asdict(QUICK).items() if k not in training.FIELDS_AFTER_V1}
+    blob = json.dumps({"model": "report", "data": tiny_synthetic.fingerprint, "config": v1_fields, "seed": 3,
+                       "version": 1}, sort_keys=True)
+    assert training.run_key("report", tiny_synthetic, QUICK, 3) == f"report-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+    for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}):
+        assert training.run_key("report", tiny_synthetic, QUICK.replace(**change), 3) != training.run_key(
+            "report", tiny_synthetic, QUICK, 3)
+
+
+def test_augmenter_applies_only_the_named_transforms():
+    images = np.random.default_rng(0).random((32, 48, 48, 1), dtype=np.float32)
+    flip = training.augmenter(0, "flip")
+    assert [layer.name.split("_")[0] for layer in flip.layers] == ["random"] and len(flip.layers) == 1
+    out = np.asarray(flip(images, training=True))
+    mirrored = [np.array_equal(o, i[:, ::-1]) for o, i in zip(out, images)]
+    same = [np.array_equal(o, i) for o, i in zip(out, images)]
+    assert all(m or s for m, s in zip(mirrored, same)) and 0 < sum(mirrored) < len(images)
+    assert len(training.augmenter(0, "flip, shift").layers) == 2
+    assert len(training.augmenter(0).layers) == len(training.TRANSFORMS)
+    with pytest.raises(ValueError, match="unknown transforms.*'crop'"):
+        training.augmenter(0, "flip,crop")
+
+
+def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
+    import keras
+
+    run = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1, precision="mixed_bfloat16"), seed=3, verbose=0)
+    assert run.model.get_layer("conv2").compute_dtype == "bfloat16"
+    assert run.model.get_layer("conv2").kernel.dtype == "float32"  # weights stay float32
+    assert run.model.output.dtype == "float32" and np.isfinite(run.history["loss"]).all()
+    assert keras.mixed_precision.global_policy().name == "float32"
+    with pytest.raises(ValueError, match="unknown precision 'float16'"):
+        training.fit("report", tiny_synthetic, QUICK.replace(precision="float16"), verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"
