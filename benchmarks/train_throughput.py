@@ -154,7 +154,7 @@ class Trainer:
         if setup.feed == "numpy":
             self.inputs = (fer_data.scale(x[:n]), keras.utils.to_categorical(y[:n], len(fer_data.CLASSES)))
         else:
-            augment = training.augmenter(0) if setup.augment else None
+            augment = training.augmenter(0, training.AUGMENTED.augmentation) if setup.augment else None
             self.inputs = (training._one_hot(fer_data.to_dataset(x[:n], y[:n], setup.batch, shuffle=True, seed=0,
                                                                  augment=augment)),)
         self.images = n
