@@ -25,6 +25,8 @@ CACHE_VERSION = 1  # bump when training code changes what a cached run means
 # The augmentation's ranges: shift and zoom as shares of the image side, rotation in degrees.
 SHIFT, ROTATION_DEGREES, ZOOM = 0.1, 10, 0.1
 COSINE_FLOOR = 0.01  # cosine decay ends at this share of the initial learning rate
+TRANSFORMS = ("flip", "shift", "rotate", "zoom")  # what `augmenter` can apply, in the order it applies them
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant" or "cosine"
     early_stopping: int = 0  # patience in epochs on val accuracy; 0 trains all epochs
     class_weight: bool = False  # weight classes by inverse frequency
-    augmentation: str = "flip,shift,rotate,zoom"  # the transforms `augment` applies, from TRANSFORMS
+    augmentation: str = ",".join(TRANSFORMS)  # the transforms `augment` applies, from TRANSFORMS
     precision: str = "float32"  # or "mixed_bfloat16": bfloat16 maths, float32 weights (about 2x on AMX CPUs)
 
     def replace(self, **changes) -> "TrainConfig":
@@ -55,10 +57,8 @@ REPORT = TrainConfig(epochs=40)
 # measured on FER2013 (benchmarks/RESULTS.md), and no better than the report's recipe at 40 epochs.
 AUGMENTED = TrainConfig(epochs=60, augment=True, augmentation="flip,shift", label_smoothing=0.1, schedule="cosine")
 RECIPES = {"report": REPORT, "augmented": AUGMENTED}
-# TrainConfig fields added after cache version 1, with their defaults: left out of the cache key when at default.
-FIELDS_AFTER_V1 = {"augmentation": "flip,shift,rotate,zoom", "precision": "float32"}
-TRANSFORMS = ("flip", "shift", "rotate", "zoom")
-PRECISIONS = ("float32", "mixed_bfloat16")
+# TrainConfig fields added after cache version 1: left out of the cache key while at their defaults.
+FIELDS_AFTER_V1 = ("augmentation", "precision")
 
 
 @dataclass
@@ -93,8 +93,9 @@ def device_name() -> str:
 
 def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int) -> str:
     """Cache key: a hash of the model name, data fingerprint, config, seed and code version."""
+    default = TrainConfig()
     fields = {k: v for k, v in dataclasses.asdict(config).items()
-              if k not in FIELDS_AFTER_V1 or v != FIELDS_AFTER_V1[k]}  # runs cached before they existed stay valid
+              if k not in FIELDS_AFTER_V1 or v != getattr(default, k)}  # runs cached before they existed stay valid
     blob = json.dumps(
         {"model": model_name, "data": data.fingerprint, "config": fields,
          "seed": seed, "version": CACHE_VERSION}, sort_keys=True)
@@ -185,7 +186,7 @@ def _learning_rate(config: TrainConfig, steps: int):
     raise ValueError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
 
 
-def augmenter(seed: int, transforms: str = FIELDS_AFTER_V1["augmentation"]):
+def augmenter(seed: int, transforms: str = ",".join(TRANSFORMS)):
     """Seeded random transforms, a comma-separated subset of TRANSFORMS: flip, shift, rotate, zoom."""
     import keras
     from keras import layers
