@@ -5,7 +5,6 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from keras import layers
 
 from fer_utils.data import CLASSES, IMAGE_SIZE
@@ -29,10 +28,12 @@ class BatchNormalization(layers.BatchNormalization):
     """Keras' BatchNormalization, trained on 4-D inputs through TensorFlow's fused kernel: same maths, one op."""
 
     def call(self, inputs, training=None, mask=None):
-        """Keras' own path, except a training step on NHWC images: FusedBatchNormV3 in float32."""
-        if (not (training and self.trainable) or mask is not None or self.renorm or len(inputs.shape) != 4
-                or self.axis not in (-1, 3) or not (self.scale and self.center)):
+        """Keras' own path, except a TensorFlow training step on NHWC images: FusedBatchNormV3 in float32."""
+        if (keras.backend.backend() != "tensorflow" or not (training and self.trainable) or mask is not None
+                or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center)):
             return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf  # only this backend has the fused kernel; the others build the model without it
+
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             tf.cast(inputs, tf.float32), self.gamma.value, self.beta.value, epsilon=self.epsilon, is_training=True)
         count = tf.cast(tf.size(inputs) // tf.shape(inputs)[-1], tf.float32)

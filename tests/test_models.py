@@ -40,3 +40,21 @@ def test_outputs_are_probabilities():
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         models.build("vgg")
+
+
+def test_batchnorm_uses_the_fused_kernel_on_tensorflow_only(monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    layer = models.BatchNormalization(momentum=models.BN_MOMENTUM)
+    x = np.random.default_rng(0).normal(size=(8, 6, 6, 4)).astype("float32")
+    layer.build(x.shape)
+    calls = []
+    fused = tf.compat.v1.nn.fused_batch_norm
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    on_tf = np.asarray(layer(x, training=True))
+    assert calls == [1]
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")  # as the GPU script's JAX backend sees it
+    elsewhere = np.asarray(layer(x, training=True))
+    assert calls == [1]  # Keras' own BatchNormalization maths, which every backend has
+    np.testing.assert_allclose(elsewhere, on_tf, atol=1e-5)

@@ -1,0 +1,69 @@
+"""The GPU recipe script: its packed data round-trips, and its runs score the same when loaded back here."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import lzma
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fer_utils import data as fer_data
+from fer_utils.data import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "benchmarks" / "gpu_recipes.py"
+spec = importlib.util.spec_from_file_location("gpu_recipes", SCRIPT)
+gpu = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(gpu)
+
+
+def test_packed_arrays_round_trip_with_their_fingerprint(kaggle_csv, tmp_path):
+    packed = tmp_path / "fer.npz.xz"
+    gpu.pack(str(kaggle_csv), str(packed))
+    original, back = fer_data.load(kaggle_csv, verbose=False), gpu.unpack(str(packed))
+    assert back.fingerprint == original.fingerprint
+    for split in fer_data.SPLITS:
+        np.testing.assert_array_equal(back.x[split], original.x[split])
+        np.testing.assert_array_equal(back.y[split], original.y[split])
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_unpack_refuses_arrays_that_do_not_match_their_fingerprint(kaggle_csv, tmp_path):
+    packed = tmp_path / "fer.npz.xz"
+    gpu.pack(str(kaggle_csv), str(packed))
+    with np.load(io.BytesIO(lzma.decompress(packed.read_bytes()))) as arrays:
+        changed = {k: arrays[k] for k in arrays.files}
+    changed["y_train"] = (changed["y_train"] + 1) % 7
+    buffer = io.BytesIO()
+    np.savez(buffer, **changed)
+    packed.write_bytes(lzma.compress(buffer.getvalue()))
+    with pytest.raises(fer_data.DataError, match=r"fer\.npz\.xz: fingerprint"):
+        gpu.unpack(str(packed))
+
+
+def test_run_specs_parse_into_train_config_changes():
+    assert gpu.parse_run("plain:") == ("plain", {})
+    name, changes = gpu.parse_run("aug:augment=true,augmentation=flip+shift,label_smoothing=0.1,epochs=3")
+    assert name == "aug"
+    assert changes == {"augment": True, "augmentation": "flip,shift", "label_smoothing": 0.1, "epochs": 3}
+
+
+def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_csv, tmp_path):
+    packed, out = tmp_path / "fer.npz.xz", tmp_path / "runs"
+    gpu.pack(str(kaggle_csv), str(packed))
+    worker = [sys.executable, str(SCRIPT), "worker", "--arrays", str(packed), "--out", str(out), "--epochs", "2",
+              "--run", "aug:augment=true,augmentation=flip+shift,schedule=cosine,label_smoothing=0.1"]
+    printed = subprocess.run(worker, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
+    result = json.loads((out / "aug" / "result.json").read_text())
+    assert json.loads(printed) == result
+    assert result["epochs_run"] == 2 and result["config"]["augmentation"] == "flip,shift"
+    assert len((out / "aug" / "history.csv").read_text().splitlines()) == 3
+    scored = subprocess.run([sys.executable, str(SCRIPT), "score", "--data", str(kaggle_csv), "--out", str(out)],
+                            capture_output=True, text=True, check=True).stdout
+    row = json.loads([line for line in scored.splitlines() if line.startswith("{")][-1])
+    assert row["name"] == "aug" and row["accuracy"] == pytest.approx(result["accuracy"])
+    assert row["macro_f1"] == pytest.approx(result["macro_f1"])
