@@ -67,3 +67,17 @@ def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_cs
     row = json.loads([line for line in scored.splitlines() if line.startswith("{")][-1])
     assert row["name"] == "aug" and row["accuracy"] == pytest.approx(result["accuracy"])
     assert row["macro_f1"] == pytest.approx(result["macro_f1"])
+
+
+def test_runs_calibrate_together_then_train_the_same_planned_epochs(kaggle_csv, tmp_path):
+    packed, out = tmp_path / "fer.npz.xz", tmp_path / "runs"
+    gpu.pack(str(kaggle_csv), str(packed))
+    command = [sys.executable, str(SCRIPT), "runs", "--arrays", str(packed), "--out", str(out), "--budget", "600",
+               "--max-epochs", "2", "--calibration-epochs", "1", "--run", "plain:", "--run", "flip:augment=true"]
+    printed = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    plan = json.loads([line for line in printed.splitlines() if line.startswith('{"calibration')][0])
+    assert plan["epochs"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary] == ["plain", "flip"]
+    assert all(r["epochs_run"] == 2 and not r["stopped_at_deadline"] for r in summary)
+    assert not (out / ".calibration").exists()

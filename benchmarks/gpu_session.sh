@@ -1,0 +1,32 @@
+#!/bin/bash
+# One prepared GPU session for this workplace's `device` tool (an H200 with JAX and no TensorFlow):
+# the report CNN's GPU throughput, then recipes trained side by side (issues #6 and #7).
+#
+# Prepare here first (nothing of this is committed; .gpu/ and .whl/ go in .git/info/exclude):
+#   python benchmarks/gpu_recipes.py pack --data ../shared/fer2013/fer2013.csv.gz --out .gpu/fer2013.npz.xz
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl keras==3.15.1 namex optree==0.20.0
+# Run there with carry [".gpu", ".whl"]:   bash benchmarks/gpu_session.sh   (about 8 minutes)
+# Back here:   python benchmarks/gpu_recipes.py score --data ../shared/fer2013/fer2013.csv.gz --out <unpacked>/gpu
+#
+# Keep shifts, rotations and zooms out of GPU runs: Keras' JAX affine_transform made such workers miss a
+# 190 s calibration window that flip-only workers met (keras-team/keras#23229 reports the same slowness).
+set -o pipefail
+export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 KERAS_BACKEND=jax
+quiet() { grep -v -e '^W0000' -e '^I0000' -e 'WARNING: All log' --line-buffered; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__, jax.devices())" || exit 1
+timeout ${THROUGHPUT_S:-120} python3 benchmarks/gpu_recipes.py throughput --arrays .gpu/fer2013.npz.xz \
+  --batches 128 1024 2>&1 | quiet | tee $OUT/throughput.log
+python3 benchmarks/gpu_recipes.py runs --arrays .gpu/fer2013.npz.xz --out /tmp/gpu --budget ${BUDGET:-360} \
+  --reserve 45 --calibration-epochs 2 \
+  --run plain: \
+  --run plain_cos:schedule=cosine \
+  --run flip:augment=true,augmentation=flip \
+  --run flip_cos:augment=true,augmentation=flip,schedule=cosine \
+  --run flip_cos_ls:augment=true,augmentation=flip,schedule=cosine,label_smoothing=0.1 \
+  --run flip_cos_cw:augment=true,augmentation=flip,schedule=cosine,class_weight=true \
+  2>&1 | quiet | tee $OUT/runs.log
+tar czf $OUT/gpu_runs.tar.gz -C /tmp gpu
