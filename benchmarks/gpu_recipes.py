@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_utils import data as fer_data  # noqa: E402
 from fer_utils import evaluation, models, training  # noqa: E402
+from train_recipe import parse_value  # noqa: E402
 
 PACE_MARGIN = 1.1  # epochs of the real runs are planned at the calibrated pace plus this margin
 MATMUL_KEY = {"float32": "float32_flops", "mixed_bfloat16": "bfloat16_flops"}  # the limit each precision meets
@@ -74,8 +75,6 @@ def unpack(path: str) -> fer_data.FerData:
 
 def parse_run(text: str) -> tuple[str, dict]:
     """'flip:augment=true,augmentation=flip+shift' -> ('flip', {'augment': True, 'augmentation': 'flip,shift'})."""
-    from train_recipe import parse_value
-
     name, _, changes = text.partition(":")
     fields = dict(item.split("=", 1) for item in filter(None, changes.split(",")))
     return name, {k: parse_value(v.replace("+", ",")) for k, v in fields.items()}
@@ -83,17 +82,10 @@ def parse_run(text: str) -> tuple[str, dict]:
 
 def compiled(config: training.TrainConfig, steps: int, seed: int):
     """(model, trainer): the report CNN, and the same CNN behind the recipe's augmentation layers, compiled."""
-    import keras
-
     model = models.build("report")
     inputs = keras.Input(models.INPUT_SHAPE)
     augmented = training.augmenter(seed, config.augmentation)(inputs) if config.augment else inputs
-    trainer = keras.Model(inputs, model(augmented))
-    trainer.compile(optimizer=keras.optimizers.Adam(training._learning_rate(config, steps), config.beta_1,
-                                                    config.beta_2),
-                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                    metrics=["accuracy"])
-    return model, trainer
+    return model, training.compile_model(keras.Model(inputs, model(augmented)), config, steps)
 
 
 class Deadline(keras.callbacks.Callback):

@@ -133,10 +133,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
               f"up to {config.epochs} epochs of batch {config.batch_size}.")
         steps = config.epochs * int(np.ceil(len(data.y["train"]) / config.batch_size))
         with strategy.scope():
-            model = build(model_name)
-            model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, steps), config.beta_1, config.beta_2),
-                          loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                          metrics=["accuracy"])
+            model = compile_model(build(model_name), config, steps)
         train_ds = _one_hot(to_dataset(data.x["train"], data.y["train"], config.batch_size, shuffle=True, seed=seed,
                                        augment=augmenter(seed, config.augmentation) if config.augment else None))
         val_ds = _one_hot(to_dataset(data.x["val"], data.y["val"], 512))
@@ -173,6 +170,16 @@ def precision_policy(precision: str):
         yield
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def compile_model(model, config: TrainConfig, steps: int):
+    """`model` compiled as the recipe trains it: Adam on cross-entropy (label smoothing), accuracy, over `steps`."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, steps), config.beta_1, config.beta_2),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=["accuracy"])
+    return model
 
 
 def _learning_rate(config: TrainConfig, steps: int):
