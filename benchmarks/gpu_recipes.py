@@ -136,9 +136,10 @@ def worker(args) -> None:
         history = fit(epochs=config.epochs, callbacks=[keras.callbacks.TerminateOnNaN(), deadline, clock])
         seconds = time.perf_counter() - start
     frame = history_frame(history).assign(seconds=clock.seconds)
+    timed = clock.seconds[0 if args.calibrate else 1:] or clock.seconds  # a real run's first epoch compiles
     result = {"name": name, "changes": changes, "config": dataclasses.asdict(config), "epochs_run": len(frame),
               "stopped_at_deadline": deadline.hit, "train_seconds": round(seconds, 1),
-              "seconds_per_epoch": round(float(np.median(clock.seconds[0 if args.calibrate else 1:] or clock.seconds)), 2),
+              "seconds_per_epoch": round(float(np.median(timed)), 2),
               "device": device(), "backend": keras.backend.backend(), "fingerprint": data.fingerprint}
     if not args.calibrate:
         plain = evaluation.evaluate(model, data.x["val"], data.y["val"])
@@ -191,7 +192,8 @@ def spawn(args, run: str, epochs: int, deadline: float, calibrate: bool) -> subp
                "--workers", str(len(args.run))]
     env = {**os.environ, "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # many processes share the GPU
            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_deterministic_ops=true".strip()}
-    return subprocess.Popen(command + (["--calibrate"] if calibrate else []), stdout=subprocess.PIPE, text=True, env=env)
+    command += ["--calibrate"] if calibrate else []
+    return subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
 
 
 def collect(processes: list[subprocess.Popen], timeout: float) -> list[dict]:

@@ -30,7 +30,8 @@ class BatchNormalization(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         """Keras' own path, except a TensorFlow training step on NHWC images: FusedBatchNormV3 in float32."""
         if (keras.backend.backend() != "tensorflow" or not (training and self.trainable) or mask is not None
-                or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3) or not (self.scale and self.center)):
+                or self.renorm or len(inputs.shape) != 4 or self.axis not in (-1, 3)
+                or not (self.scale and self.center)):
             return super().call(inputs, training=training, mask=mask)
         import tensorflow as tf  # only this backend has the fused kernel; the others build the model without it
 
