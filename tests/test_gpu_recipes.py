@@ -81,3 +81,19 @@ def test_runs_calibrate_together_then_train_the_same_planned_epochs(kaggle_csv, 
     assert [r["name"] for r in summary] == ["plain", "flip"]
     assert all(r["epochs_run"] == 2 and not r["stopped_at_deadline"] for r in summary)
     assert not (out / ".calibration").exists()
+
+
+def test_the_prepared_gpu_session_asks_for_valid_recipes():
+    import re
+
+    from fer_utils import training
+
+    script = (PROJECT_ROOT / "benchmarks" / "gpu_session.sh").read_text()
+    specs = re.findall(r"--run (\S+)", script)
+    assert len(specs) >= 2
+    for spec in specs:
+        name, changes = gpu.parse_run(spec)
+        config = training.REPORT.replace(**changes)  # an unknown field raises TypeError
+        if config.augment:
+            training.augmenter(0, config.augmentation)  # an unknown transform raises ValueError
+        assert name and "epochs" not in changes  # `runs` plans the epochs; a worker given both would fail
