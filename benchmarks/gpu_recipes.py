@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_utils import data as fer_data  # noqa: E402
-from fer_utils import evaluation, models, training  # noqa: E402
-from train_recipe import parse_value  # noqa: E402
+from fer_utils import models, training  # noqa: E402
+from train_recipe import parse_value, val_scores  # noqa: E402
 
 PACE_MARGIN = 1.1  # epochs of the real runs are planned at the calibrated pace plus this margin
 MATMUL_KEY = {"float32": "float32_flops", "mixed_bfloat16": "bfloat16_flops"}  # the limit each precision meets
@@ -71,6 +71,11 @@ def unpack(path: str) -> fer_data.FerData:
         if data.fingerprint != str(arrays["fingerprint"]):
             raise fer_data.DataError(f"{path}: fingerprint {data.fingerprint} != stored {arrays['fingerprint']}")
     return data
+
+
+def model_inputs(data: fer_data.FerData, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split as the model takes it: scaled (N, 48, 48, 1) images and one-hot labels."""
+    return fer_data.scale(data.x[split]), keras.utils.to_categorical(data.y[split], len(fer_data.CLASSES))
 
 
 def parse_run(text: str) -> tuple[str, dict]:
@@ -120,13 +125,12 @@ def worker(args) -> None:
     name, changes = parse_run(args.run[0])
     config = training.REPORT.replace(**changes, epochs=args.epochs)
     keras.utils.set_random_seed(args.seed)
-    x = {s: fer_data.scale(data.x[s]) for s in ("train", "val")}
-    y = {s: keras.utils.to_categorical(data.y[s], len(fer_data.CLASSES)) for s in ("train", "val")}
-    steps = config.epochs * math.ceil(len(x["train"]) / config.batch_size)
+    (x_train, y_train), val = model_inputs(data, "train"), model_inputs(data, "val")
+    steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
     with training.precision_policy(config.precision):
         model, trainer = compiled(config, steps, args.seed)
-        fit = functools.partial(trainer.fit, x["train"], y["train"], batch_size=config.batch_size, shuffle=True,
-                                validation_data=(x["val"], y["val"]), validation_batch_size=512, verbose=0,
+        fit = functools.partial(trainer.fit, x_train, y_train, batch_size=config.batch_size, shuffle=True,
+                                validation_data=val, validation_batch_size=512, verbose=0,
                                 class_weight=training.class_weights(data.y["train"]) if config.class_weight else None)
         if args.calibrate:  # compile and warm up, then time epochs only once every worker is training too
             fit(epochs=1)
@@ -135,18 +139,14 @@ def worker(args) -> None:
         start = time.perf_counter()
         history = fit(epochs=config.epochs, callbacks=[keras.callbacks.TerminateOnNaN(), deadline, clock])
         seconds = time.perf_counter() - start
-    frame = history_frame(history).assign(seconds=clock.seconds)
+    frame = training.history_frame(history).assign(seconds=clock.seconds)
     timed = clock.seconds[0 if args.calibrate else 1:] or clock.seconds  # a real run's first epoch compiles
     result = {"name": name, "changes": changes, "config": dataclasses.asdict(config), "epochs_run": len(frame),
               "stopped_at_deadline": deadline.hit, "train_seconds": round(seconds, 1),
               "seconds_per_epoch": round(float(np.median(timed)), 2),
               "device": device(), "backend": keras.backend.backend(), "fingerprint": data.fingerprint}
     if not args.calibrate:
-        plain = evaluation.evaluate(model, data.x["val"], data.y["val"])
-        flipped = evaluation.evaluate(model, data.x["val"], data.y["val"], tta=True)
-        result.update(accuracy=plain.accuracy, macro_f1=plain.macro_f1, recall=plain.summary()["recall"],
-                      accuracy_tta=flipped.accuracy, macro_f1_tta=flipped.macro_f1,
-                      best_epoch=int(frame["val_accuracy"].idxmax()),
+        result.update(val_scores(model, data), best_epoch=int(frame["val_accuracy"].idxmax()),
                       best_val_accuracy=float(frame["val_accuracy"].max()))
         out = Path(args.out) / name
         out.mkdir(parents=True, exist_ok=True)
@@ -163,15 +163,6 @@ def barrier(folder: Path, workers: int, timeout: float = 300) -> None:
     end = time.time() + timeout
     while len(list(folder.iterdir())) < workers and time.time() < end:
         time.sleep(0.2)
-
-
-def history_frame(history):
-    """Keras' history as a DataFrame indexed by epoch from 1."""
-    import pandas as pd
-
-    frame = pd.DataFrame(history.history).rename_axis("epoch")
-    frame.index = frame.index + 1
-    return frame
 
 
 def device() -> str:
@@ -242,13 +233,12 @@ def throughput(args) -> None:
     import train_throughput
 
     data = unpack(args.arrays)
-    x, y = fer_data.scale(data.x["train"]), keras.utils.to_categorical(data.y["train"], len(fer_data.CLASSES))
+    x, y = model_inputs(data, "train")
     keras.utils.set_random_seed(0)
     _, trainer = compiled(training.REPORT, 1000, 0)
     clock = EpochClock()
     trainer.fit(x, y, batch_size=training.REPORT.batch_size, epochs=3, validation_batch_size=512, verbose=0,
-                validation_data=(fer_data.scale(data.x["val"]),
-                                 keras.utils.to_categorical(data.y["val"], len(fer_data.CLASSES))), callbacks=[clock])
+                validation_data=model_inputs(data, "val"), callbacks=[clock])
     print(json.dumps({"fer2013_epoch_s": [round(s, 2) for s in clock.seconds], "recipe": "report, batch 128",
                       "validation": True, "alone_on_device": True}), flush=True)
     rates = matmul_rates()
@@ -297,11 +287,10 @@ def score(args) -> None:
                                      f"on {result['fingerprint']}")
         model = models.build("report")
         model.load_weights(str(result_file.parent / "model.weights.h5"))
-        plain = evaluation.evaluate(model, data.x["val"], data.y["val"])
-        flipped = evaluation.evaluate(model, data.x["val"], data.y["val"], tta=True)
-        rows.append({"name": result["name"], "epochs": result["epochs_run"], "accuracy": plain.accuracy,
-                     "accuracy_gpu": result["accuracy"], "accuracy_tta": flipped.accuracy,
-                     "macro_f1": plain.macro_f1, "macro_f1_gpu": result["macro_f1"],
+        here = val_scores(model, data)
+        rows.append({"name": result["name"], "epochs": result["epochs_run"], "accuracy": here["accuracy"],
+                     "accuracy_gpu": result["accuracy"], "accuracy_tta": here["accuracy_tta"],
+                     "macro_f1": here["macro_f1"], "macro_f1_gpu": result["macro_f1"],
                      "backend": keras.backend.backend(), "device": training.device_name()})
         print(json.dumps(rows[-1]), flush=True)
     (Path(args.out) / f"score_{keras.backend.backend()}.json").write_text(json.dumps(rows, indent=2))

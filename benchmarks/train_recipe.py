@@ -27,6 +27,14 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def val_scores(model, data: fer_data.FerData) -> dict:
+    """Accuracy, macro-F1 and per-class recall on the validation split (PublicTest), and both with flip TTA."""
+    plain = evaluation.evaluate(model, data.x["val"], data.y["val"])
+    flipped = evaluation.evaluate(model, data.x["val"], data.y["val"], tta=True)
+    return {"accuracy": plain.accuracy, "macro_f1": plain.macro_f1, "recall": plain.summary()["recall"],
+            "accuracy_tta": flipped.accuracy, "macro_f1_tta": flipped.macro_f1}
+
+
 def main() -> None:
     """Train, evaluate on the validation split (PublicTest), write JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,13 +53,10 @@ def main() -> None:
     start = time.perf_counter()
     run = training.train(args.model, data, config, seed=args.seed)
     seconds = time.perf_counter() - start
-    plain = evaluation.evaluate(run.model, data.x["val"], data.y["val"])
-    flipped = evaluation.evaluate(run.model, data.x["val"], data.y["val"], tta=True)
     result = {
         "recipe": args.recipe, "changes": changes, "model": args.model, "config": run.meta["config"],
         "data": str(args.data), "fingerprint": data.fingerprint, "split": "val (PublicTest)",
-        "accuracy": plain.accuracy, "macro_f1": plain.macro_f1, "recall": plain.summary()["recall"],
-        "accuracy_tta": flipped.accuracy, "macro_f1_tta": flipped.macro_f1,
+        **val_scores(run.model, data),
         "epochs": run.meta["epochs_run"], "best_epoch": run.meta["best_epoch"],
         "train_seconds": run.meta["seconds"], "seconds_this_call": round(seconds, 1),
         "device": run.meta["device"], "history": run.history.round(4).reset_index().to_dict("records"),

@@ -146,8 +146,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
                             class_weight=class_weights(data.y["train"]) if config.class_weight else None,
                             verbose=_verbosity(verbose))
         seconds = time.perf_counter() - start
-    frame = pd.DataFrame(history.history).rename_axis("epoch")
-    frame.index = frame.index + 1
+    frame = history_frame(history)
     meta = {"model": model_name, "config": dataclasses.asdict(config), "seed": seed,
             "data_source": data.source, "data_path": data.path, "data_fingerprint": data.fingerprint,
             "device": device, "seconds": round(seconds, 1), "epochs_run": len(frame),
@@ -156,6 +155,13 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
             "best_val_accuracy": float(frame["val_accuracy"].max()),
             "tensorflow": tf.__version__, "python": sys.version.split()[0]}
     return Run(model, frame, meta)
+
+
+def history_frame(history) -> pd.DataFrame:
+    """Keras' History as a DataFrame, one row per epoch, indexed from 1."""
+    frame = pd.DataFrame(history.history).rename_axis("epoch")
+    frame.index = frame.index + 1
+    return frame
 
 
 @contextlib.contextmanager
@@ -209,6 +215,14 @@ def augmenter(seed: int, transforms: str = ",".join(TRANSFORMS)):
         "zoom": lambda: layers.RandomZoom(ZOOM, fill_mode="nearest", seed=seed + 3),
     }
     return keras.Sequential([make[t]() for t in TRANSFORMS if t in wanted], name="augment")
+
+
+def describe_augmentation(transforms: str) -> str:
+    """The transforms in words, for prose: 'mirrored left-right and shifted by up to 10% of the image'."""
+    phrases = {"flip": "mirrored left-right", "shift": f"shifted by up to {SHIFT:.0%} of the image",
+               "rotate": f"rotated by up to {ROTATION_DEGREES} degrees", "zoom": f"zoomed by up to {ZOOM:.0%}"}
+    chosen = [phrases[t] for t in TRANSFORMS if t in [w.strip() for w in transforms.split(",")]]
+    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
 
 
 def _one_hot(ds):

@@ -122,3 +122,9 @@ def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
     with pytest.raises(ValueError, match="unknown precision 'float16'"):
         training.fit("report", tiny_synthetic, QUICK.replace(precision="float16"), verbose=0)
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_augmentation_is_described_in_the_order_it_is_applied():
+    assert training.describe_augmentation("shift,flip") == "mirrored left-right and shifted by up to 10% of the image"
+    assert training.describe_augmentation("zoom") == "zoomed by up to 10%"
+    assert training.describe_augmentation(",".join(training.TRANSFORMS)).count(",") == 2
