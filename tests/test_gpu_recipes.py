@@ -67,6 +67,12 @@ def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_cs
     row = json.loads([line for line in scored.splitlines() if line.startswith("{")][-1])
     assert row["name"] == "aug" and row["accuracy"] == pytest.approx(result["accuracy"])
     assert row["macro_f1"] == pytest.approx(result["macro_f1"])
+    recalibrate = [sys.executable, str(SCRIPT.parent / "recalibrate_runs.py"), "--data", str(kaggle_csv),
+                   "--runs", str(out / "aug"), "--out", str(tmp_path / "bn.jsonl")]
+    subprocess.run(recalibrate, capture_output=True, text=True, check=True)
+    [row] = [json.loads(line) for line in (tmp_path / "bn.jsonl").read_text().splitlines()]
+    assert row["epochs"] == 2 and row["accuracy_before"] == pytest.approx(result["accuracy"])
+    assert 0 <= row["accuracy_after"] <= 1 and len(row["recall_after"]) == len(fer_data.CLASSES)
 
 
 def test_runs_calibrate_together_then_train_the_same_planned_epochs(kaggle_csv, tmp_path):

@@ -92,7 +92,7 @@ def test_new_config_fields_at_their_defaults_keep_old_cache_keys(tiny_synthetic)
     blob = json.dumps({"model": "report", "data": tiny_synthetic.fingerprint, "config": v1_fields, "seed": 3,
                        "version": 1}, sort_keys=True)
     assert training.run_key("report", tiny_synthetic, QUICK, 3) == f"report-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-    for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}):
+    for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}, {"recalibrate_bn": True}):
         assert training.run_key("report", tiny_synthetic, QUICK.replace(**change), 3) != training.run_key(
             "report", tiny_synthetic, QUICK, 3)
 
@@ -109,6 +109,33 @@ def test_augmenter_applies_only_the_named_transforms():
     assert len(training.augmenter(0).layers) == len(training.TRANSFORMS)
     with pytest.raises(ValueError, match="unknown transforms.*'crop'"):
         training.augmenter(0, "flip,crop")
+
+
+def test_recalibrated_batchnorm_holds_the_statistics_of_its_inputs_at_prediction(first_run, tiny_synthetic):
+    import keras
+
+    from fer_utils.data import scale
+
+    model = keras.models.clone_model(first_run[0].model)
+    model.set_weights(first_run[0].model.get_weights())
+    x = scale(tiny_synthetic.x["train"][:300])
+    training.recalibrate_batchnorm(model, x, batch_size=64)  # batches that do not divide 300
+    for layer in [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]:
+        inputs = keras.Model(model.inputs, layer.input).predict(x, verbose=0)
+        inputs = inputs.reshape(-1, inputs.shape[-1]).astype(np.float64)
+        np.testing.assert_allclose(layer.moving_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), inputs.var(0), rtol=1e-3, atol=1e-5)
+    before = first_run[0].model.get_layer("bn2").moving_variance.numpy()
+    assert not np.allclose(model.get_layer("bn2").moving_variance.numpy(), before)  # the original is untouched
+    kept = [w.copy() for w in model.get_weights()]
+    training.recalibrate_batchnorm(model, x)
+    for a, b in zip(kept, model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)  # a second pass changes nothing
+
+
+def test_recipe_with_recalibration_records_its_cost(tiny_synthetic):
+    run = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1, recalibrate_bn=True), seed=3, verbose=0)
+    assert run.meta["config"]["recalibrate_bn"] and run.meta["recalibration_seconds"] > 0
 
 
 def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):

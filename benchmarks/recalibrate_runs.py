@@ -1,0 +1,67 @@
+"""Score trained runs on PublicTest before and after recalibrating their BatchNorm statistics.
+
+    python benchmarks/recalibrate_runs.py --data data/fer2013.csv --runs .cache/runs/report-* runs/gpu/* --out bn.jsonl
+
+A run is a folder `training.save_run` wrote (model.keras, meta.json) or one `gpu_recipes.py runs` returned
+(model.weights.h5, result.json). Each is scored as trained, then again after
+`training.recalibrate_batchnorm` on the training images: one JSON line per run, the same run before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from fer_utils import data as fer_data
+from fer_utils import models, training
+from train_recipe import val_scores
+
+
+def load(folder: Path):
+    """The model in a run folder, and what trained it (config, epochs, data fingerprint)."""
+    if (folder / "meta.json").exists():
+        run = training.load_run(folder)
+        return run.model, {"config": run.meta["config"], "epochs": run.meta["epochs_run"],
+                           "fingerprint": run.meta["data_fingerprint"]}
+    result = json.loads((folder / "result.json").read_text())
+    model = models.build(result.get("model", "report"))
+    model.load_weights(str(folder / "model.weights.h5"))
+    return model, {"config": result["config"], "epochs": result["epochs_run"], "fingerprint": result["fingerprint"]}
+
+
+def main() -> None:
+    """Score each run as trained and recalibrated; one JSON line each."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="the FER2013 file the runs trained on")
+    parser.add_argument("--runs", nargs="+", required=True, help="run folders")
+    parser.add_argument("--out", required=True, help="JSON lines file to write")
+    args = parser.parse_args()
+
+    data = fer_data.load(args.data, verbose=False)
+    x_train = fer_data.scale(data.x["train"])
+    rows = []
+    for folder in map(Path, args.runs):
+        model, trained = load(folder)
+        if trained["fingerprint"] != data.fingerprint:
+            raise SystemExit(f"{folder}: trained on data {trained['fingerprint']}, not on {args.data} "
+                             f"({data.fingerprint}); recalibrate a run on its own data.")
+        before = val_scores(model, data)
+        start = time.perf_counter()
+        training.recalibrate_batchnorm(model, x_train)
+        seconds = time.perf_counter() - start
+        after = val_scores(model, data)
+        rows.append({"run": str(folder), "config": trained["config"], "epochs": trained["epochs"],
+                     "recalibration_seconds": round(seconds, 1),
+                     **{f"{key}_before": before[key] for key in ("accuracy", "accuracy_tta", "macro_f1")},
+                     **{f"{key}_after": after[key] for key in ("accuracy", "accuracy_tta", "macro_f1")},
+                     "recall_before": before["recall"], "recall_after": after["recall"]})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("config", "recall_before", "recall_after")}),
+              flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+if __name__ == "__main__":
+    main()
