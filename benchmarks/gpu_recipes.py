@@ -139,6 +139,8 @@ def worker(args) -> None:
         start = time.perf_counter()
         history = fit(epochs=config.epochs, callbacks=[keras.callbacks.TerminateOnNaN(), deadline, clock])
         seconds = time.perf_counter() - start
+        if config.recalibrate_bn and not args.calibrate:
+            training.recalibrate_batchnorm(model, x_train)
     frame = training.history_frame(history).assign(seconds=clock.seconds)
     timed = clock.seconds[0 if args.calibrate else 1:] or clock.seconds  # a real run's first epoch compiles
     result = {"name": name, "changes": changes, "config": dataclasses.asdict(config), "epochs_run": len(frame),
