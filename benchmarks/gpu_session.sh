@@ -12,7 +12,8 @@
 # Keep shifts, rotations and zooms out of GPU runs: Keras' JAX affine_transform made such workers miss a
 # 190 s calibration window that flip-only workers met (keras-team/keras#23229 reports the same slowness).
 # Few runs, long: processes sharing the GPU take turns rather than overlap (one alone ran training steps at 70,000 images/s,
-# six together 46,000), so three runs get twice the epochs that six would.
+# six together 46,000), so three runs get twice the epochs that six would. Every run recalibrates its BatchNorm
+# statistics at the end (its history.csv keeps the last epoch's score before that).
 set -o pipefail
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3 KERAS_BACKEND=jax
 quiet() { grep -v -e '^W0000' -e '^I0000' -e 'WARNING: All log' --line-buffered; }
@@ -24,8 +25,8 @@ timeout ${THROUGHPUT_S:-90} python3 benchmarks/gpu_recipes.py throughput --array
   --batches 128 2>&1 | quiet | tee $OUT/throughput.log
 python3 benchmarks/gpu_recipes.py runs --arrays .gpu/fer2013.npz.xz --out /tmp/gpu --budget ${BUDGET:-360} \
   --reserve 45 --calibration-epochs 2 \
-  --run plain_cos:schedule=cosine \
-  --run flip_cos:augment=true,augmentation=flip,schedule=cosine \
-  --run flip_cos_ls:augment=true,augmentation=flip,schedule=cosine,label_smoothing=0.1 \
+  --run plain_cos:schedule=cosine,recalibrate_bn=true \
+  --run flip_cos:augment=true,augmentation=flip,schedule=cosine,recalibrate_bn=true \
+  --run flip_cos_ls:augment=true,augmentation=flip,schedule=cosine,label_smoothing=0.1,recalibrate_bn=true \
   2>&1 | quiet | tee $OUT/runs.log
 tar czf $OUT/gpu_runs.tar.gz -C /tmp gpu
