@@ -149,14 +149,16 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
                             class_weight=class_weights(data.y["train"]) if config.class_weight else None,
                             verbose=_verbosity(verbose))
         seconds = time.perf_counter() - start
+        recalibration_seconds = 0.0
         if config.recalibrate_bn:
             recalibrate_batchnorm(model, scale(data.x["train"]))
+            recalibration_seconds = time.perf_counter() - start - seconds
     frame = history_frame(history)
     meta = {"model": model_name, "config": dataclasses.asdict(config), "seed": seed,
             "data_source": data.source, "data_path": data.path, "data_fingerprint": data.fingerprint,
             "device": device, "seconds": round(seconds, 1), "epochs_run": len(frame),
             "seconds_per_epoch": round(seconds / len(frame), 1),
-            "recalibration_seconds": round(time.perf_counter() - start - seconds, 1),
+            "recalibration_seconds": round(recalibration_seconds, 1),
             "best_epoch": int(frame["val_accuracy"].idxmax()),
             "best_val_accuracy": float(frame["val_accuracy"].max()),
             "tensorflow": tf.__version__, "python": sys.version.split()[0]}
@@ -173,11 +175,12 @@ def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256):
     import keras
     from keras import ops
 
-    for layer in [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]:
+    for layer in (layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)):
         inputs = ops.cast(layer.input, "float32")
-        axes = tuple(range(1, len(inputs.shape) - 1))  # per image: over height and width, or none for Dense
-        per_image = [ops.mean(inputs, axis=axes), ops.mean(inputs * inputs, axis=axes)] if axes else [
-            inputs, inputs * inputs]
+        per_image = [inputs, ops.square(inputs)]
+        axes = tuple(range(1, len(inputs.shape) - 1))  # height and width of conv features; none for Dense
+        if axes:
+            per_image = [ops.mean(tensor, axis=axes) for tensor in per_image]
         probe = keras.Model(model.inputs, per_image)
         mean, mean_square = (np.mean(m, axis=0, dtype=np.float64)
                              for m in probe.predict(x, batch_size=batch_size, verbose=0))

@@ -79,7 +79,8 @@ def test_class_weights_favour_rare_classes():
 def test_recipes_are_one_call_away():
     assert training.RECIPES["report"] == TrainConfig(epochs=40)
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
-    assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine" and training.AUGMENTED.recalibrate_bn
+    assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
+    assert training.AUGMENTED.recalibrate_bn
     with pytest.raises(ValueError, match="unknown schedule"):
         training._learning_rate(QUICK.replace(schedule="linear"), 10)
 
@@ -126,7 +127,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_its_inputs_at_prediction
         np.testing.assert_allclose(layer.moving_mean.numpy(), inputs.mean(0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(layer.moving_variance.numpy(), inputs.var(0), rtol=1e-3, atol=1e-5)
     before = first_run[0].model.get_layer("bn2").moving_variance.numpy()
-    assert not np.allclose(model.get_layer("bn2").moving_variance.numpy(), before)  # the original is untouched
+    assert not np.allclose(model.get_layer("bn2").moving_variance.numpy(), before)  # training's averages replaced
     kept = [w.copy() for w in model.get_weights()]
     training.recalibrate_batchnorm(model, x)
     for a, b in zip(kept, model.get_weights()):
@@ -136,6 +137,8 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_its_inputs_at_prediction
 def test_recipe_with_recalibration_records_its_cost(tiny_synthetic):
     run = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1, recalibrate_bn=True), seed=3, verbose=0)
     assert run.meta["config"]["recalibrate_bn"] and run.meta["recalibration_seconds"] > 0
+    assert training.fit("report", tiny_synthetic, QUICK.replace(epochs=1), seed=3, verbose=0).meta[
+        "recalibration_seconds"] == 0
 
 
 def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
