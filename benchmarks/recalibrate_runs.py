@@ -15,20 +15,8 @@ import time
 from pathlib import Path
 
 from fer_utils import data as fer_data
-from fer_utils import models, training
-from train_recipe import val_scores
-
-
-def load(folder: Path):
-    """The model in a run folder, and what trained it (config, epochs, data fingerprint)."""
-    if (folder / "meta.json").exists():
-        run = training.load_run(folder)
-        return run.model, {"config": run.meta["config"], "epochs": run.meta["epochs_run"],
-                           "fingerprint": run.meta["data_fingerprint"]}
-    result = json.loads((folder / "result.json").read_text())
-    model = models.build(result.get("model", "report"))
-    model.load_weights(str(folder / "model.weights.h5"))
-    return model, {"config": result["config"], "epochs": result["epochs_run"], "fingerprint": result["fingerprint"]}
+from fer_utils import training
+from train_recipe import load_run_folder as load, val_scores
 
 
 def main() -> None:

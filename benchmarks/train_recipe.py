@@ -2,6 +2,9 @@
 
     python benchmarks/train_recipe.py --data data/fer2013.csv --recipe augmented --out results/augmented.json
     python benchmarks/train_recipe.py --data data/fer2013.csv --recipe report --set epochs=30 --out results/report.json
+    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe distilled --teacher teachers.npz --out d.json
+
+A distilled recipe learns from teacher probabilities that `teacher_targets.py` wrote (`--teacher`).
 
 The run goes through the training cache, so the book built on the same file reuses it.
 """
@@ -13,8 +16,10 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fer_utils import data as fer_data
-from fer_utils import evaluation, training
+from fer_utils import evaluation, models, training
 
 
 def parse_value(text: str):
@@ -25,6 +30,31 @@ def parse_value(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def load_run_folder(folder: Path):
+    """The model in a run folder, and what trained it (config, epochs, data fingerprint).
+
+    A run folder is one `training.save_run` wrote (model.keras, meta.json) or one `gpu_recipes.py runs` returned
+    (model.weights.h5, result.json).
+    """
+    if (folder / "meta.json").exists():
+        run = training.load_run(folder)
+        return run.model, {"config": run.meta["config"], "epochs": run.meta["epochs_run"],
+                           "fingerprint": run.meta["data_fingerprint"]}
+    result = json.loads((folder / "result.json").read_text())
+    model = models.build(result.get("model", "report"))
+    model.load_weights(str(folder / "model.weights.h5"))
+    return model, {"config": result["config"], "epochs": result["epochs_run"], "fingerprint": result["fingerprint"]}
+
+
+def load_teacher(path: str, data: fer_data.FerData) -> np.ndarray:
+    """Training-split teacher probabilities from a `teacher_targets.py` file, checked against `data`."""
+    with np.load(path) as saved:
+        if str(saved["fingerprint"]) != data.fingerprint:
+            raise SystemExit(f"{path}: teacher targets for data {saved['fingerprint']}, not {data.fingerprint}; "
+                             "write them again with teacher_targets.py on this file.")
+        return saved["train"]
 
 
 def val_scores(model, data: fer_data.FerData) -> dict:
@@ -44,6 +74,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one TrainConfig field, e.g. --set epochs=20 --set augment=false")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--teacher", help="teacher probabilities (.npz from teacher_targets.py) to distil")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
 
@@ -51,10 +82,12 @@ def main() -> None:
     changes = dict(item.split("=", 1) for item in args.set)
     config = training.RECIPES[args.recipe].replace(**{k: parse_value(v) for k, v in changes.items()})
     start = time.perf_counter()
-    run = training.train(args.model, data, config, seed=args.seed)
+    teacher = load_teacher(args.teacher, data) if args.teacher else None
+    run = training.train(args.model, data, config, seed=args.seed, teacher=teacher)
     seconds = time.perf_counter() - start
     result = {
         "recipe": args.recipe, "changes": changes, "model": args.model, "config": run.meta["config"],
+        "teacher": run.meta.get("teacher"),
         "data": str(args.data), "fingerprint": data.fingerprint, "split": "val (PublicTest)",
         **val_scores(run.model, data),
         "epochs": run.meta["epochs_run"], "best_epoch": run.meta["best_epoch"],

@@ -283,10 +283,10 @@ def read_image_folder(root: Path, seed: int = 0) -> FerData:
 
 def to_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = 128, shuffle: bool = False,
                seed: int = 0, augment=None):
-    """A tf.data pipeline of scaled (N, 48, 48, 1) float32 images and integer labels."""
+    """A tf.data pipeline of scaled (N, 48, 48, 1) float32 images and integer labels (or (N, 7) target rows)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((scale(x), y.astype(np.int32)))
+    ds = tf.data.Dataset.from_tensor_slices((scale(x), y.astype(np.float32 if y.ndim == 2 else np.int32)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)

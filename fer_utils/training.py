@@ -46,6 +46,7 @@ class TrainConfig:
     augmentation: str = ",".join(TRANSFORMS)  # the transforms `augment` applies, from TRANSFORMS
     precision: str = "float32"  # or "mixed_bfloat16": bfloat16 maths, float32 weights (about 2x on AMX CPUs)
     recalibrate_bn: bool = False  # after training, set BatchNorm statistics from the training set (inference mode)
+    distillation: float = 0.0  # share of each training target taken from a teacher's probabilities (0: labels only)
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed."""
@@ -61,7 +62,7 @@ AUGMENTED = TrainConfig(epochs=70, batch_size=32, augment=True, augmentation="fl
                         schedule="cosine", recalibrate_bn=True)
 RECIPES = {"report": REPORT, "augmented": AUGMENTED}
 # TrainConfig fields added after cache version 1: left out of the cache key while at their defaults.
-FIELDS_AFTER_V1 = ("augmentation", "precision", "recalibrate_bn")
+FIELDS_AFTER_V1 = ("augmentation", "precision", "recalibrate_bn", "distillation")
 
 
 @dataclass
@@ -94,39 +95,42 @@ def device_name() -> str:
     return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
-def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int) -> str:
-    """Cache key: a hash of the model name, data fingerprint, config, seed and code version."""
+def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int, teacher: np.ndarray | None = None) -> str:
+    """Cache key: a hash of the model name, data fingerprint, config, seed, code version and any teacher targets."""
     default = TrainConfig()
     fields = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in FIELDS_AFTER_V1 or v != getattr(default, k)}  # runs cached before they existed stay valid
-    blob = json.dumps(
-        {"model": model_name, "data": data.fingerprint, "config": fields,
-         "seed": seed, "version": CACHE_VERSION}, sort_keys=True)
+    key = {"model": model_name, "data": data.fingerprint, "config": fields, "seed": seed, "version": CACHE_VERSION}
+    if teacher is not None:
+        key["teacher"] = targets_fingerprint(teacher)
+    blob = json.dumps(key, sort_keys=True)
     return f"{model_name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
 def train(model_name: str, data: FerData, config: TrainConfig = REPORT, seed: int = 0,
-          cache_dir: Path | None = CACHE_DIR, verbose: int | None = None) -> Run:
+          cache_dir: Path | None = CACHE_DIR, verbose: int | None = None, teacher: np.ndarray | None = None) -> Run:
     """Train (or load from the cache) `model_name` on `data` and return the run."""
-    target = Path(cache_dir) / run_key(model_name, data, config, seed) if cache_dir else None
+    target = Path(cache_dir) / run_key(model_name, data, config, seed, teacher) if cache_dir else None
     if target is not None and (target / "meta.json").exists():
         run = load_run(target)
         print(f"Loaded cached run {target.name}: {run.meta['epochs_run']} epochs, "
               f"best val_accuracy {run.meta['best_val_accuracy']:.3f} (trained on {run.meta['device']}).")
         return run
-    run = fit(model_name, data, config, seed, verbose)
+    run = fit(model_name, data, config, seed, verbose, teacher)
     if target is not None:
         save_run(run, target)
     return run
 
 
-def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verbose: int | None = None) -> Run:
-    """Build and train a fresh model; no cache."""
+def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verbose: int | None = None,
+        teacher: np.ndarray | None = None) -> Run:
+    """Build and train a fresh model; no cache. `teacher`: class probabilities per training image, to distil."""
     import keras
     import tensorflow as tf
 
     from fer_utils.models import build
 
+    targets = training_targets(data.y["train"], teacher, config.distillation)
     set_seed(seed)
     gpus = tf.config.list_physical_devices("GPU")
     with precision_policy("mixed_float16" if gpus else config.precision):
@@ -137,8 +141,8 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
         steps = config.epochs * int(np.ceil(len(data.y["train"]) / config.batch_size))
         with strategy.scope():
             model = compile_model(build(model_name), config, steps)
-        train_ds = _one_hot(to_dataset(data.x["train"], data.y["train"], config.batch_size, shuffle=True, seed=seed,
-                                       augment=augmenter(seed, config.augmentation) if config.augment else None))
+        train_ds = to_dataset(data.x["train"], targets, config.batch_size, shuffle=True, seed=seed,
+                              augment=augmenter(seed, config.augmentation) if config.augment else None)
         val_ds = _one_hot(to_dataset(data.x["val"], data.y["val"], 512))
         callbacks = [keras.callbacks.TerminateOnNaN()]
         if config.early_stopping:
@@ -161,8 +165,41 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
             "recalibration_seconds": round(recalibration_seconds, 1),
             "best_epoch": int(frame["val_accuracy"].idxmax()),
             "best_val_accuracy": float(frame["val_accuracy"].max()),
+            "teacher": None if teacher is None else targets_fingerprint(teacher),
             "tensorflow": tf.__version__, "python": sys.version.split()[0]}
     return Run(model, frame, meta)
+
+
+def training_targets(labels: np.ndarray, teacher: np.ndarray | None = None, share: float = 0.0) -> np.ndarray:
+    """One target row per image: the one-hot label, with `share` of it replaced by the teacher's probabilities."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"distillation share {share} is not between 0 and 1")
+    if share and teacher is None:
+        raise ValueError(f"distillation {share} asks for a teacher's probabilities, and none were given")
+    if teacher is not None and not share:
+        raise ValueError("teacher probabilities were given but distillation is 0: set TrainConfig(distillation=...)")
+    one_hot = np.eye(len(CLASSES), dtype=np.float32)[labels]
+    if teacher is None:
+        return one_hot
+    teacher = np.asarray(teacher, dtype=np.float32)
+    if teacher.shape != one_hot.shape:
+        raise ValueError(f"teacher probabilities have shape {teacher.shape}; the training split needs {one_hot.shape}")
+    if not np.allclose(teacher.sum(axis=1), 1.0, atol=1e-3) or teacher.min() < 0:
+        raise ValueError("teacher rows must be probabilities (non-negative, summing to 1)")
+    return (1.0 - share) * one_hot + share * teacher
+
+
+def teacher_probabilities(models: list, x: np.ndarray) -> np.ndarray:
+    """The teachers' mean class probabilities for uint8 images `x`, each with the mirrored image averaged in."""
+    from fer_utils.evaluation import predict
+
+    return np.mean([predict(model, x, tta=True) for model in models], axis=0)
+
+
+def targets_fingerprint(targets: np.ndarray) -> str:
+    """A short hash of teacher targets (to 6 decimals), for cache keys and run metadata."""
+    rounded = np.round(np.asarray(targets, dtype=np.float64), 6)
+    return hashlib.sha256(rounded.tobytes() + str(rounded.shape).encode()).hexdigest()[:16]
 
 
 def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256):

@@ -188,6 +188,9 @@ def test_to_dataset_scales_shuffles_with_seed_and_batches(small_images):
     order = lambda seed: np.concatenate([b[1].numpy() for b in data.to_dataset(images, np.arange(21), 8, True, seed)])  # noqa: E731
     assert order(1).tolist() == order(1).tolist() != order(2).tolist()
     assert sorted(order(1).tolist()) == list(range(21))
+    targets = np.random.default_rng(0).random((21, 7))
+    rows = np.concatenate([b[1].numpy() for b in data.to_dataset(images, targets, 8)])
+    assert rows.dtype == np.float32 and np.allclose(rows, targets)  # target rows (distillation) pass through
 
 
 def test_held_out_split_is_test_unless_empty(tmp_path, kaggle_csv):

@@ -19,6 +19,8 @@ SCRIPT = PROJECT_ROOT / "benchmarks" / "gpu_recipes.py"
 spec = importlib.util.spec_from_file_location("gpu_recipes", SCRIPT)
 gpu = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu)
+sys.path.insert(0, str(SCRIPT.parent))
+import train_recipe  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
 
 
 def test_packed_arrays_round_trip_with_their_fingerprint(kaggle_csv, tmp_path):
@@ -75,6 +77,20 @@ def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_cs
     [row] = [json.loads(line) for line in (tmp_path / "bn.jsonl").read_text().splitlines()]
     assert row["epochs"] == 2 and row["accuracy_before"] == pytest.approx(result["accuracy"])
     assert 0 <= row["accuracy_after"] <= 1 and len(row["recall_after"]) == len(fer_data.CLASSES)
+    teachers = tmp_path / "teachers.npz"
+    subprocess.run([sys.executable, str(SCRIPT.parent / "teacher_targets.py"), "--data", str(kaggle_csv), "--runs",
+                    str(out / "aug"), str(out / "aug"), "--out", str(teachers)], capture_output=True, text=True, check=True)
+    data = fer_data.load(kaggle_csv, verbose=False)
+    with np.load(teachers) as saved:
+        assert str(saved["fingerprint"]) == data.fingerprint and len(saved["runs"]) == 2
+        assert saved["train"].shape == (len(data.y["train"]), len(fer_data.CLASSES))
+        np.testing.assert_allclose(saved["train"].sum(axis=1), 1.0, rtol=1e-5)
+        written = saved["train"]
+    np.testing.assert_array_equal(train_recipe.load_teacher(str(teachers), data), written)
+    other = fer_data.FerData({**data.x}, {**data.y}, data.source, None)
+    other.y = {**data.y, "train": (data.y["train"] + 1) % len(fer_data.CLASSES)}
+    with pytest.raises(SystemExit, match="teachers.npz: teacher targets for data"):
+        train_recipe.load_teacher(str(teachers), other)
 
 
 def test_runs_calibrate_together_then_train_the_same_planned_epochs(kaggle_csv, tmp_path):

@@ -93,7 +93,8 @@ def test_new_config_fields_at_their_defaults_keep_old_cache_keys(tiny_synthetic)
     blob = json.dumps({"model": "report", "data": tiny_synthetic.fingerprint, "config": v1_fields, "seed": 3,
                        "version": 1}, sort_keys=True)
     assert training.run_key("report", tiny_synthetic, QUICK, 3) == f"report-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
-    for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}, {"recalibrate_bn": True}):
+    for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}, {"recalibrate_bn": True},
+                   {"distillation": 0.5}):
         assert training.run_key("report", tiny_synthetic, QUICK.replace(**change), 3) != training.run_key(
             "report", tiny_synthetic, QUICK, 3)
 
@@ -158,3 +159,37 @@ def test_augmentation_is_described_in_the_order_it_is_applied():
     assert training.describe_augmentation("shift,flip") == "mirrored left-right and shifted by up to 10% of the image"
     assert training.describe_augmentation("zoom") == "zoomed by up to 10%"
     assert training.describe_augmentation(",".join(training.TRANSFORMS)).count(",") == 2
+
+
+def test_distillation_targets_mix_the_label_with_the_teachers_probabilities():
+    labels = np.array([0, 3, 6])
+    teacher = np.full((3, 7), 1 / 7)
+    np.testing.assert_array_equal(training.training_targets(labels), np.eye(7)[labels])
+    mixed = training.training_targets(labels, teacher, 0.25)
+    np.testing.assert_allclose(mixed, 0.75 * np.eye(7)[labels] + 0.25 / 7, rtol=1e-6)
+    np.testing.assert_allclose(mixed.sum(axis=1), 1.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="none were given"):
+        training.training_targets(labels, None, 0.5)
+    with pytest.raises(ValueError, match="distillation is 0"):
+        training.training_targets(labels, teacher, 0.0)
+    with pytest.raises(ValueError, match=r"shape \(2, 7\).*\(3, 7\)"):
+        training.training_targets(labels, teacher[:2], 0.5)
+    with pytest.raises(ValueError, match="probabilities"):
+        training.training_targets(labels, teacher * 2, 0.5)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        training.training_targets(labels, teacher, 1.5)
+
+
+def test_a_teacher_changes_what_is_learned_and_the_cache_key(first_run, tiny_synthetic):
+    teacher = training.teacher_probabilities([first_run[0].model], tiny_synthetic.x["train"])
+    assert teacher.shape == (len(tiny_synthetic.y["train"]), 7)
+    np.testing.assert_allclose(teacher.sum(axis=1), 1.0, rtol=1e-5)
+    config = QUICK.replace(epochs=1, distillation=1.0)
+    student = training.fit("report", tiny_synthetic, config, seed=3, verbose=0, teacher=teacher)
+    assert student.meta["teacher"] == training.targets_fingerprint(teacher)
+    plain = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1), seed=3, verbose=0)
+    assert plain.meta["teacher"] is None
+    assert not np.allclose(student.model.get_weights()[0], plain.model.get_weights()[0])
+    key = training.run_key("report", tiny_synthetic, config, 3, teacher)
+    assert key != training.run_key("report", tiny_synthetic, config, 3)
+    assert key != training.run_key("report", tiny_synthetic, config, 3, np.roll(teacher, 1, axis=1))
