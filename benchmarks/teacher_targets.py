@@ -47,8 +47,10 @@ def main() -> None:
         print(json.dumps({"run": str(folder), "val_accuracy_tta": _accuracy(probabilities["val"][-1], data)}),
               flush=True)
     mean = {split: np.mean(p, axis=0) for split, p in probabilities.items()}
-    print(json.dumps({"ensemble": len(args.runs), "val_accuracy_tta": _accuracy(mean["val"], data),
-                      "val_macro_f1": evaluation.Evaluation(data.y["val"], mean["val"].argmax(1)).macro_f1,
+    together = evaluation.ensemble(probabilities["val"], data.y["val"])
+    print(json.dumps({"ensemble": len(args.runs), "val_accuracy_tta": together["accuracy"],
+                      "val_macro_f1": together["macro_f1"], "val_agreement": together["agreement"],
+                      "val_all_wrong": together["all_wrong"],
                       "train_accuracy": float(np.mean(mean["train"].argmax(1) == data.y["train"])),
                       "fingerprint": training.targets_fingerprint(mean["train"])}))
     out = Path(args.out)

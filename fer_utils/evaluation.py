@@ -93,6 +93,17 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False) -> Evaluati
     return Evaluation(np.asarray(y), predict(model, x, tta=tta).argmax(axis=1))
 
 
+def ensemble(probabilities: list[np.ndarray], y: np.ndarray) -> dict:
+    """What averaging models' probabilities gives: their mean pairwise agreement, shared mistakes, the mean's scores."""
+    y = np.asarray(y)
+    labels = [np.asarray(p).argmax(axis=1) for p in probabilities]
+    pairs = [np.mean(a == b) for i, a in enumerate(labels) for b in labels[i + 1:]]
+    mean = Evaluation(y, np.mean(probabilities, axis=0).argmax(axis=1))
+    return {"models": len(labels), "agreement": float(np.mean(pairs)) if pairs else 1.0,
+            "all_wrong": float(np.mean(np.all([label != y for label in labels], axis=0))),
+            "accuracy": mean.accuracy, "macro_f1": mean.macro_f1}
+
+
 def compare_runs(runs: dict, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     """One row per named run: accuracy (plain and with flip TTA), macro-F1, epochs, wall time, device."""
     rows = {}

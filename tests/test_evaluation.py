@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_utils.evaluation import Evaluation, compare_runs
+from fer_utils.evaluation import Evaluation, compare_runs, ensemble
 
 # 10 examples: angry(0) x4, disgust(1) x2, happy(3) x4.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 3, 3, 3, 3])
@@ -69,3 +69,14 @@ def test_compare_runs_scores_each_run():
     table = compare_runs({"a": SimpleNamespace(model=Fixed(), meta=meta)}, x, np.array([0, 0, 3, 3]))
     assert table.loc["a", "accuracy"] == pytest.approx(0.5)
     assert table.loc["a", "minutes"] == pytest.approx(2.0) and table.loc["a", "epochs"] == 5
+
+
+def test_ensemble_reports_agreement_shared_mistakes_and_the_average():
+    y = np.array([0, 1, 2, 3])
+    a = np.eye(7)[[0, 1, 5, 5]] * 0.6 + 0.4 / 7  # right on 0 and 1
+    b = np.eye(7)[[0, 4, 2, 6]] * 0.9 + 0.1 / 7  # right on 0 and 2, more confident
+    result = ensemble([a, b], y)
+    assert result["models"] == 2 and result["agreement"] == 0.25  # both say 0 on the first image only
+    assert result["all_wrong"] == 0.25  # the last image: 5 and 6, truth 3
+    assert result["accuracy"] == 0.5  # the confident model wins every disagreement: 0, 4, 2, 6
+    assert ensemble([a], y)["accuracy"] == Evaluation(y, a.argmax(1)).accuracy and ensemble([a], y)["agreement"] == 1
