@@ -5,7 +5,7 @@
 Each run's BatchNorm statistics are first recalibrated on a seeded sample of training images (`--recalibrate`,
 0 to skip); its probabilities average the image and its mirror. The file holds the teachers' mean
 probabilities on the training split (`train`) and the validation split (`val`), the data fingerprint and the
-runs. One JSON line per run and one for the ensemble report PublicTest accuracy.
+runs. It prints one JSON line per run and one for their average, with PublicTest scores.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the FER2013 file the runs trained on")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders (the teachers)")
-    parser.add_argument("--recalibrate", type=int, default=8000, help="training images to recalibrate BatchNorm on (all, if fewer)")
+    parser.add_argument("--recalibrate", type=int, default=8000,
+                        help="training images to recalibrate BatchNorm on (all, if fewer)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help=".npz file to write")
     args = parser.parse_args()

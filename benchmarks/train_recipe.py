@@ -2,9 +2,9 @@
 
     python benchmarks/train_recipe.py --data data/fer2013.csv --recipe augmented --out results/augmented.json
     python benchmarks/train_recipe.py --data data/fer2013.csv --recipe report --set epochs=30 --out results/report.json
-    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe distilled --teacher teachers.npz --out d.json
+    python benchmarks/train_recipe.py --data data/fer2013.csv --set distillation=0.5 --teacher teachers.npz --out d.json
 
-A distilled recipe learns from teacher probabilities that `teacher_targets.py` wrote (`--teacher`).
+With `--teacher` and `distillation` above 0, the run learns from the probabilities `teacher_targets.py` wrote.
 
 The run goes through the training cache, so the book built on the same file reuses it.
 """

@@ -79,7 +79,8 @@ def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_cs
     assert 0 <= row["accuracy_after"] <= 1 and len(row["recall_after"]) == len(fer_data.CLASSES)
     teachers = tmp_path / "teachers.npz"
     subprocess.run([sys.executable, str(SCRIPT.parent / "teacher_targets.py"), "--data", str(kaggle_csv), "--runs",
-                    str(out / "aug"), str(out / "aug"), "--out", str(teachers)], capture_output=True, text=True, check=True)
+                    str(out / "aug"), str(out / "aug"), "--out", str(teachers)],
+                   capture_output=True, text=True, check=True)
     data = fer_data.load(kaggle_csv, verbose=False)
     with np.load(teachers) as saved:
         assert str(saved["fingerprint"]) == data.fingerprint and len(saved["runs"]) == 2
