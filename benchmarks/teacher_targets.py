@@ -44,9 +44,9 @@ def main() -> None:
         if args.recalibrate:
             training.recalibrate_batchnorm(model, fer_data.scale(data.x["train"][sample]))
         for split in probabilities:
-            probabilities[split].append(training.teacher_probabilities([model], data.x[split]))
-        print(json.dumps({"run": str(folder), "val_accuracy_tta": _accuracy(probabilities["val"][-1], data)}),
-              flush=True)
+            probabilities[split].append(evaluation.predict(model, data.x[split], tta=True))
+        alone = evaluation.Evaluation(data.y["val"], probabilities["val"][-1].argmax(axis=1))
+        print(json.dumps({"run": str(folder), "val_accuracy_tta": alone.accuracy}), flush=True)
     mean = {split: np.mean(p, axis=0) for split, p in probabilities.items()}
     together = evaluation.ensemble(probabilities["val"], data.y["val"])
     print(json.dumps({"ensemble": len(args.runs), "val_accuracy_tta": together["accuracy"],
@@ -60,11 +60,6 @@ def main() -> None:
     np.savez(partial, train=mean["train"], val=mean["val"], fingerprint=data.fingerprint,
              runs=np.array([str(r) for r in args.runs]), recalibrate=args.recalibrate, seed=args.seed)
     os.replace(partial, out)  # whole or not at all
-
-
-def _accuracy(probabilities: np.ndarray, data: fer_data.FerData) -> float:
-    """PublicTest accuracy of the most probable class."""
-    return float(np.mean(probabilities.argmax(1) == data.y["val"]))
 
 
 if __name__ == "__main__":

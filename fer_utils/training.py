@@ -189,13 +189,6 @@ def training_targets(labels: np.ndarray, teacher: np.ndarray | None = None, shar
     return (1.0 - share) * one_hot + share * teacher
 
 
-def teacher_probabilities(models: list, x: np.ndarray) -> np.ndarray:
-    """The teachers' mean class probabilities for uint8 images `x`, each with the mirrored image averaged in."""
-    from fer_utils.evaluation import predict
-
-    return np.mean([predict(model, x, tta=True) for model in models], axis=0)
-
-
 def targets_fingerprint(targets: np.ndarray) -> str:
     """A short hash of teacher targets (to 6 decimals), for cache keys and run metadata."""
     rounded = np.round(np.asarray(targets, dtype=np.float64), 6)
