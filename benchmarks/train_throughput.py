@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                 # CPU paths side by side, report + simple CNN
     python benchmarks/train_throughput.py --quick         # the before/now pair only
     python benchmarks/train_throughput.py --data data/fer2013.csv --steps 10 --repeats 5
+    python benchmarks/train_throughput.py --quick --torch  # + the same network in PyTorch, as a reference
 
 Every configuration is prepared in long-lived worker processes (one per environment: oneDNN on/off,
 thread settings, op determinism), and the timed rounds are interleaved across all of them, so that a
@@ -14,6 +15,12 @@ the ratio is (images/s x training FLOP per image) / matmul FLOP/s. Training FLOP
 from the model's Conv2D and Dense layers: forward, weight gradient and input gradient (none for the
 first layer). Besides wall-clock images/s, images per CPU-second of the worker are given: on a loaded
 machine that figure tracks the work a path needs rather than the share of the CPU it was given.
+
+`--torch` adds the report CNN written in PyTorch (same layers, parameter counts, FLOPs, optimiser and loss),
+timed in its own worker in the same interleaved rounds, in the default and the channels-last layout: a
+reference for what another framework does on the same machine. PyTorch is not a requirement of the project;
+install it for this (`pip install torch --index-url https://download.pytorch.org/whl/cpu`). Its steps take
+ready tensors, so it pays no input pipeline.
 
 Prints one JSON line per configuration; the last line is the headline for the report CNN.
 """
@@ -49,6 +56,7 @@ class Setup:
     jit: bool = False  # XLA jit_compile
     policy: str = "float32"  # Keras dtype policy, e.g. "mixed_bfloat16" (changes the maths: opt-in only)
     augment: bool = False  # the augmented recipe's augmentation map
+    layout: str = "channels_first"  # PyTorch setups only: "channels_first" (NCHW) or "channels_last"
 
 
 # Worker environments: extra environment variables, intra/inter-op threads (0 = TensorFlow's choice),
@@ -58,7 +66,10 @@ ENVIRONMENTS = {
     "inter1": ({}, 0, 1, True),
     "no-determinism": ({}, 0, 0, False),
     "onednn-off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, 0, 0, True),
+    "torch": ({"KERAS_BACKEND": "torch"}, 0, 0, True),  # a PyTorch worker: no TensorFlow in it
 }
+TORCH_SETUPS = (Setup("PyTorch (reference), NCHW", feed="tensors", env="torch"),
+                Setup("PyTorch (reference), channels-last", feed="tensors", env="torch", layout="channels_last"))
 
 
 def plan(models: list[str], batches: list[int], quick: bool) -> list[Setup]:
@@ -110,25 +121,25 @@ def with_batchnorm(model, kind: str):
     return copy
 
 
+def train_flops(macs: list[int]) -> tuple[float, float]:
+    """(training, forward) FLOP per image from the multiply-adds of each Conv2D and Dense layer, in order."""
+    forward = 2.0 * sum(macs)
+    backward = 2.0 * macs[0] + 4.0 * sum(macs[1:])  # weight gradients, plus input gradients after the first layer
+    return forward + backward, forward
+
+
 def train_flops_per_image(model) -> tuple[float, float]:
-    """(training, forward) FLOP per image of the model's Conv2D and Dense layers."""
+    """(training, forward) FLOP per image of a Keras model's Conv2D and Dense layers."""
     import keras
 
-    forward = backward = 0.0
-    first = True
+    macs = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            out = layer.output.shape
-            k = layer.kernel.shape
-            macs = out[1] * out[2] * k[0] * k[1] * k[2] * k[3]
+            out, k = layer.output.shape, layer.kernel.shape
+            macs.append(out[1] * out[2] * k[0] * k[1] * k[2] * k[3])
         elif isinstance(layer, keras.layers.Dense):
-            macs = layer.kernel.shape[0] * layer.kernel.shape[1]
-        else:
-            continue
-        forward += 2 * macs
-        backward += 2 * macs * (1 if first else 2)  # weight gradient, plus input gradient after the first layer
-        first = False
-    return forward + backward, forward
+            macs.append(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return train_flops(macs)
 
 
 class Trainer:
@@ -179,6 +190,92 @@ class Trainer:
         return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
 
 
+def torch_report_cnn():
+    """The report CNN in PyTorch: fer_utils.models' layers in the same order, sizes and BatchNorm momentum."""
+    from torch import nn
+
+    from fer_utils.models import BN_MOMENTUM, CLASSES, DROPOUT, INPUT_SHAPE, REPORT_CONV, REPORT_DENSE
+
+    def norm(kind, width: int):
+        return kind(width, eps=1e-3, momentum=1 - BN_MOMENTUM)  # Keras' epsilon; torch counts momentum the other way
+
+    layers, channels, side = [], INPUT_SHAPE[-1], INPUT_SHAPE[0]
+    for filters, kernel in REPORT_CONV:
+        layers += [nn.Conv2d(channels, filters, kernel, padding="same"), norm(nn.BatchNorm2d, filters), nn.ReLU(),
+                   nn.MaxPool2d(2), nn.Dropout(DROPOUT)]
+        channels, side = filters, side // 2
+    width = channels * side * side
+    layers.append(nn.Flatten())
+    for units in REPORT_DENSE:
+        layers += [nn.Linear(width, units), norm(nn.BatchNorm1d, units), nn.ReLU(), nn.Dropout(DROPOUT)]
+        width = units
+    return nn.Sequential(*layers, nn.Linear(width, len(CLASSES)))  # the softmax is inside the loss
+
+
+def torch_parameter_counts(model) -> tuple[int, int]:
+    """(trainable parameters, BatchNorm running statistics) of a PyTorch model, counted as Keras counts them."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    running = sum(b.numel() for name, b in model.named_buffers() if name.endswith(("running_mean", "running_var")))
+    return trainable, running
+
+
+class TorchTrainer:
+    """The report CNN in PyTorch with Adam(1e-3, 0.9, 0.99) and cross-entropy, ready to time `steps` steps."""
+
+    def __init__(self, setup: Setup, x, y, steps: int):
+        import torch
+
+        from fer_utils import data as fer_data
+
+        torch.manual_seed(0)
+        layout = torch.channels_last if setup.layout == "channels_last" else torch.contiguous_format
+        self.model = torch_report_cnn().to(memory_format=layout).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.99), eps=1e-7)
+        self.loss = torch.nn.CrossEntropyLoss()
+        n = steps * setup.batch
+        images = torch.from_numpy(fer_data.scale(x[:n])).permute(0, 3, 1, 2)  # NHWC to NCHW
+        self.x = images.contiguous(memory_format=layout)
+        self.y = torch.from_numpy(y[:n].astype("int64"))
+        self.setup, self.images, self.layout = setup, n, layout
+        self.flops, self.forward_flops = torch_train_flops_per_image(self.model, self.x[:1])
+
+    def epoch(self) -> list[tuple[float, float]]:
+        """One shuffled pass over the prepared images; (wall, CPU) seconds of each step but the first."""
+        import torch
+
+        order = torch.randperm(self.images)
+        ends = []
+        for start in range(0, self.images, self.setup.batch):
+            batch = order[start:start + self.setup.batch]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(self.x[batch].contiguous(memory_format=self.layout)), self.y[batch])
+            loss.backward()
+            self.optimizer.step()
+            ends.append((time.perf_counter(), time.process_time()))
+        return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
+
+
+def torch_train_flops_per_image(model, image) -> tuple[float, float]:
+    """(training, forward) FLOP per image of a PyTorch model's Conv2d and Linear layers, from one forward pass."""
+    import torch
+
+    macs = []
+
+    def count(layer, inputs, output):
+        if isinstance(layer, torch.nn.Conv2d):
+            macs.append(output.shape[2] * output.shape[3] * layer.weight.numel())  # (out, in, kh, kw) per pixel
+        else:
+            macs.append(layer.weight.numel())
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    with torch.no_grad():
+        model.eval()(image)
+    model.train()
+    for hook in hooks:
+        hook.remove()
+    return train_flops(macs)
+
+
 def matmul_rate(repeats: int = 3) -> tuple[float, float]:
     """(FLOP per wall second, FLOP per CPU second) of a float32 MATMUL_N^3 matmul, best of `repeats`."""
     import tensorflow as tf
@@ -198,6 +295,8 @@ def matmul_rate(repeats: int = 3) -> tuple[float, float]:
 
 def worker(env: str, data_path: str | None, steps: int, conn) -> None:
     """Serve requests from the parent: ('add', Setup), ('time', name), ('matmul',), ('quit',)."""
+    if env == "torch":
+        return serve(conn, lambda setup: TorchTrainer(setup, *load_images(data_path), steps))
     _, intra, inter, determinism = ENVIRONMENTS[env]
     import tensorflow as tf
 
@@ -206,6 +305,11 @@ def worker(env: str, data_path: str | None, steps: int, conn) -> None:
     if determinism:
         tf.config.experimental.enable_op_determinism()
     x, y = load_images(data_path)
+    serve(conn, lambda setup: Trainer(setup, x, y, steps))
+
+
+def serve(conn, make_trainer) -> None:
+    """Answer the parent's requests until 'quit', building trainers with `make_trainer(setup)`."""
     trainers = {}
     while True:
         request = conn.recv()
@@ -213,10 +317,10 @@ def worker(env: str, data_path: str | None, steps: int, conn) -> None:
             return
         try:
             if request[0] == "add":
-                path = request[1]
-                trainer = Trainer(path, x, y, steps)
+                setup = request[1]
+                trainer = make_trainer(setup)
                 trainer.epoch()  # compile and warm up
-                trainers[path.name] = trainer
+                trainers[setup.name] = trainer
                 conn.send({"flops": trainer.flops, "forward_flops": trainer.forward_flops, "images": trainer.images})
             elif request[0] == "time":
                 conn.send({"steps": trainers[request[1]].epoch()})
@@ -224,9 +328,15 @@ def worker(env: str, data_path: str | None, steps: int, conn) -> None:
                 wall_rate, cpu_rate = matmul_rate()
                 conn.send({"wall": wall_rate, "cpu": cpu_rate})
             elif request[0] == "device":
+                import tensorflow as tf
+
                 from fer_utils.training import device_name
 
                 conn.send({"device": device_name(), "tensorflow": tf.__version__})
+            elif request[0] == "version":
+                import torch
+
+                conn.send({"torch": torch.__version__, "threads": torch.get_num_threads()})
         except Exception as error:  # report to the parent, keep serving
             conn.send({"error": f"{type(error).__name__}: {error}"})
 
@@ -288,14 +398,18 @@ def main() -> None:
     parser.add_argument("--data", default=None, help="FER2013 file (default: random images of FER shape)")
     parser.add_argument("--quick", action="store_true", help="only the before/now pair for the report CNN")
     parser.add_argument("--only", nargs="*", default=None, help="only configurations whose name contains one of these")
+    parser.add_argument("--torch", action="store_true", help="also time the report CNN in PyTorch (installed apart)")
     args = parser.parse_args()
 
     setups = plan(args.models, args.batch_sizes, args.quick)
     if args.only:
         setups = setups[:2] + [s for s in setups[2:] if any(word in s.name for word in args.only)]
+    setups += list(TORCH_SETUPS) if args.torch else []
     workers = {env: Worker(env, args.data, args.steps) for env in dict.fromkeys(s.env for s in setups)}
     try:
         info = workers["default"].ask("device")
+        if args.torch:
+            info.update(workers["torch"].ask("version"))
         shapes = {s.name: workers[s.env].ask("add", s) for s in setups}
         times = {s.name: [] for s in setups}
         matmul = []
@@ -335,7 +449,9 @@ def main() -> None:
         print(json.dumps(row))
     now = rows[1]
     fastest = max((r for r in rows if r["model"] == "report" and r["batch"] == 128 and r["policy"] == "float32"
-                   and not r["augment"]), key=lambda r: r["images_per_cpu_s"])
+                   and not r["augment"] and r["env"] != "torch"), key=lambda r: r["images_per_cpu_s"])
+    torch_rows = [r for r in rows if r["env"] == "torch"]
+    torch_best = max(torch_rows, key=lambda r: r["images_per_s"]) if torch_rows else None
     print(json.dumps({
         "headline": "report CNN, batch 128, fer_utils training path", "device": info["device"],
         "tensorflow": info["tensorflow"], "data": args.data or "random images of FER shape",
@@ -347,7 +463,12 @@ def main() -> None:
         "images_per_s_before": reference["images_per_s"], "images_per_cpu_s_before": reference["images_per_cpu_s"],
         "fastest_float32_config": fastest["config"],
         **{f"fastest_{k}": fastest[k] for k in ("images_per_s", "images_per_cpu_s", "speedup_vs_before_cpu_time",
-                                                "ratio_to_matmul_cpu_time", "seconds_per_fer2013_epoch")}}))
+                                                "ratio_to_matmul_cpu_time", "seconds_per_fer2013_epoch")},
+        **({"torch": info["torch"], "torch_fastest_config": torch_best["config"],
+            "torch_images_per_s": torch_best["images_per_s"], "torch_images_per_cpu_s": torch_best["images_per_cpu_s"],
+            "now_vs_torch": round(now["images_per_s"] / torch_best["images_per_s"], 2),
+            "now_vs_torch_cpu_time": round(now["images_per_cpu_s"] / torch_best["images_per_cpu_s"], 2)}
+           if torch_best else {})}))
 
 
 if __name__ == "__main__":

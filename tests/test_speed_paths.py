@@ -99,3 +99,25 @@ def test_flops_per_image_of_the_report_cnn():
     training, forward = bench.train_flops_per_image(models.build("report"))
     assert forward == 2 * sum(macs)
     assert training == 3 * forward - 2 * macs[0]  # no input gradient for the first conv
+
+
+def test_flops_count_forward_weight_and_input_gradients():
+    assert bench.train_flops([10, 100]) == (2 * 110 + 2 * 10 + 4 * 100, 220)
+
+
+def test_torch_reference_is_the_report_cnn():
+    """The PyTorch reference has the Keras model's parameter counts and FLOPs, and its steps train."""
+    torch = pytest.importorskip("torch")
+    keras_model = models.build("report")
+    reference = bench.torch_report_cnn()
+    trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    assert bench.torch_parameter_counts(reference) == (trainable, keras_model.count_params() - trainable)
+    assert bench.torch_parameter_counts(reference) == (318_055, 1_920)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8), rng.integers(0, 7, 64)
+    trainer = bench.TorchTrainer(bench.replace(bench.TORCH_SETUPS[1], batch=16), x, y, steps=4)
+    assert (trainer.flops, trainer.forward_flops) == bench.train_flops_per_image(keras_model)
+    assert trainer.x.is_contiguous(memory_format=torch.channels_last)
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    assert len(trainer.epoch()) == 3
+    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
