@@ -50,7 +50,7 @@ class Setup:
     name: str
     model: str = "report"
     batch: int = 128
-    feed: str = "tfdata"  # "numpy": model.fit(arrays); "tfdata": fer_utils' to_dataset pipeline
+    feed: str = "tfdata"  # "numpy": model.fit(arrays); "tfdata": to_dataset; "tensors": PyTorch's
     env: str = "default"  # a key of ENVIRONMENTS
     batch_norm: str | None = None  # None: as fer_utils.models builds it; "keras": Keras' own; "fused": one tf kernel
     jit: bool = False  # XLA jit_compile
@@ -187,7 +187,12 @@ class Trainer:
                            callbacks=[StepClock()])
         else:
             self.model.fit(*self.inputs, epochs=1, verbose=0, callbacks=[StepClock()])
-        return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
+        return step_times(ends)
+
+
+def step_times(ends: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of each step from the clock readings at step ends; the first step has none."""
+    return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
 
 
 def torch_report_cnn():
@@ -252,7 +257,7 @@ class TorchTrainer:
             loss.backward()
             self.optimizer.step()
             ends.append((time.perf_counter(), time.process_time()))
-        return [(b[0] - a[0], b[1] - a[1]) for a, b in zip(ends, ends[1:])]
+        return step_times(ends)
 
 
 def torch_train_flops_per_image(model, image) -> tuple[float, float]:
@@ -267,7 +272,8 @@ def torch_train_flops_per_image(model, image) -> tuple[float, float]:
         else:
             macs.append(layer.weight.numel())
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    counted = (torch.nn.Conv2d, torch.nn.Linear)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, counted)]
     with torch.no_grad():
         model.eval()(image)
     model.train()
@@ -294,7 +300,7 @@ def matmul_rate(repeats: int = 3) -> tuple[float, float]:
 
 
 def worker(env: str, data_path: str | None, steps: int, conn) -> None:
-    """Serve requests from the parent: ('add', Setup), ('time', name), ('matmul',), ('quit',)."""
+    """Serve the parent's requests (see `serve`) with TensorFlow trainers, or PyTorch ones in env "torch"."""
     if env == "torch":
         return serve(conn, lambda setup: TorchTrainer(setup, *load_images(data_path), steps))
     _, intra, inter, determinism = ENVIRONMENTS[env]
@@ -309,7 +315,7 @@ def worker(env: str, data_path: str | None, steps: int, conn) -> None:
 
 
 def serve(conn, make_trainer) -> None:
-    """Answer the parent's requests until 'quit', building trainers with `make_trainer(setup)`."""
+    """Answer ('add', Setup), ('time', name), ('matmul',), ('device',), ('version',) until ('quit',)."""
     trainers = {}
     while True:
         request = conn.recv()
