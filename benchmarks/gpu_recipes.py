@@ -87,7 +87,7 @@ def parse_run(text: str) -> tuple[str, dict]:
 
 def compiled(config: training.TrainConfig, steps: int, seed: int):
     """(model, trainer): the report CNN, and the same CNN behind the recipe's augmentation layers, compiled."""
-    model = models.build("report")
+    model = models.build("report", config.input_norm)
     inputs = keras.Input(models.INPUT_SHAPE)
     augmented = training.augmenter(seed, config.augmentation)(inputs) if config.augment else inputs
     return model, training.compile_model(keras.Model(inputs, model(augmented)), config, steps)
@@ -287,7 +287,7 @@ def score(args) -> None:
         if result["fingerprint"] != data.fingerprint:
             raise fer_data.DataError(f"{args.data}: fingerprint {data.fingerprint}, but {result_file} was trained "
                                      f"on {result['fingerprint']}")
-        model = models.build("report")
+        model = models.build("report", result["config"].get("input_norm", "scale"))
         model.load_weights(str(result_file.parent / "model.weights.h5"))
         here = val_scores(model, data)
         rows.append({"name": result["name"], "epochs": result["epochs_run"], "accuracy": here["accuracy"],

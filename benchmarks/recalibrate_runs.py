@@ -18,6 +18,8 @@ from fer_utils import data as fer_data
 from fer_utils import training
 from train_recipe import load_run_folder as load, val_scores
 
+SCORES = ("accuracy", "accuracy_tta", "accuracy_tta10", "macro_f1", "macro_f1_tta10")
+
 
 def main() -> None:
     """Score each run as trained and recalibrated; one JSON line each."""
@@ -42,8 +44,8 @@ def main() -> None:
         after = val_scores(model, data)
         rows.append({"run": str(folder), "config": trained["config"], "epochs": trained["epochs"],
                      "recalibration_seconds": round(seconds, 1),
-                     **{f"{key}_before": before[key] for key in ("accuracy", "accuracy_tta", "macro_f1")},
-                     **{f"{key}_after": after[key] for key in ("accuracy", "accuracy_tta", "macro_f1")},
+                     **{f"{key}_before": before[key] for key in SCORES},
+                     **{f"{key}_after": after[key] for key in SCORES},
                      "recall_before": before["recall"], "recall_after": after["recall"]})
         print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("config", "recall_before", "recall_after")}),
               flush=True)

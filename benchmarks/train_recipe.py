@@ -43,7 +43,7 @@ def load_run_folder(folder: Path):
         return run.model, {"config": run.meta["config"], "epochs": run.meta["epochs_run"],
                            "fingerprint": run.meta["data_fingerprint"]}
     result = json.loads((folder / "result.json").read_text())
-    model = models.build(result.get("model", "report"))
+    model = models.build(result.get("model", "report"), result["config"].get("input_norm", "scale"))
     model.load_weights(str(folder / "model.weights.h5"))
     return model, {"config": result["config"], "epochs": result["epochs_run"], "fingerprint": result["fingerprint"]}
 
@@ -58,11 +58,15 @@ def load_teacher(path: str, data: fer_data.FerData) -> np.ndarray:
 
 
 def val_scores(model, data: fer_data.FerData) -> dict:
-    """Accuracy, macro-F1 and per-class recall on the validation split (PublicTest), and both with flip TTA."""
-    plain = evaluation.evaluate(model, data.x["val"], data.y["val"])
-    flipped = evaluation.evaluate(model, data.x["val"], data.y["val"], tta=True)
+    """Accuracy, macro-F1 and per-class recall on the validation split (PublicTest); both again with flip TTA
+    (2 views) and with flips and 1-pixel shifts (10 views)."""
+    x, y = data.x["val"], data.y["val"]
+    plain = evaluation.evaluate(model, x, y)
+    flipped = evaluation.evaluate(model, x, y, tta=True)
+    ten = evaluation.evaluate(model, x, y, tta=True, shift=1)
     return {"accuracy": plain.accuracy, "macro_f1": plain.macro_f1, "recall": plain.summary()["recall"],
-            "accuracy_tta": flipped.accuracy, "macro_f1_tta": flipped.macro_f1}
+            "accuracy_tta": flipped.accuracy, "macro_f1_tta": flipped.macro_f1,
+            "accuracy_tta10": ten.accuracy, "macro_f1_tta10": ten.macro_f1}
 
 
 def main() -> None:
@@ -97,7 +101,7 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(json.dumps({k: result[k] for k in ("recipe", "changes", "accuracy", "macro_f1", "accuracy_tta",
-                                              "epochs", "train_seconds")}))
+                                              "accuracy_tta10", "epochs", "train_seconds")}))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="val", help="which split (default val)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed for splits the data file does not define")
     evaluate.add_argument("--tta", action="store_true", help="average predictions with the mirrored images")
+    evaluate.add_argument("--shift", type=int, default=0,
+                          help="also average each view moved this many pixels up, down, left and right")
     return top
 
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             x, y = dataset.x[args.split], dataset.y[args.split]
             if not len(y):
                 raise fer_data.DataError(f"{dataset.path or dataset.source}: the {args.split} split is empty.")
-            scores = evaluation.evaluate(run.model, x, y, tta=args.tta).summary()
+            scores = evaluation.evaluate(run.model, x, y, tta=args.tta, shift=args.shift).summary()
             print(json.dumps({"split": args.split, "model": str(args.model),
                               "data": dataset.path or dataset.source, **scores}))
     except (fer_data.DataError, FileNotFoundError, ValueError) as err:

@@ -9,14 +9,27 @@ import pandas as pd
 
 from fer_utils.data import CLASSES, scale
 
+MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right: the directions `shift` moves a view
 
-def predict(model, x: np.ndarray, tta: bool = False, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (N, 7) for uint8 images; `tta` averages in the mirrored image."""
-    images = scale(x)
-    probs = model.predict(images, batch_size=batch_size, verbose=0)
+
+def predict(model, x: np.ndarray, tta: bool = False, shift: int = 0, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, 7) for uint8 images, averaged over views: `tta` adds the mirrored image, `shift`
+    each view moved that many pixels up, down, left and right (5 views, or 10 with `tta`)."""
+    views = [scale(x)]
     if tta:
-        probs = (probs + model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
+        views.append(views[0][:, :, ::-1])
+    if shift:
+        views += [shifted(view, dy * shift, dx * shift) for view in views for dy, dx in MOVES]
+    probs = np.mean([model.predict(view, batch_size=batch_size, verbose=0) for view in views], axis=0)
     return np.asarray(probs, dtype=np.float64)
+
+
+def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """(N, H, W, C) images moved `dy` pixels down and `dx` right, the uncovered border repeating the edge pixels."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    height, width = images.shape[1:3]
+    return padded[:, pad - dy:pad - dy + height, pad - dx:pad - dx + width]
 
 
 @dataclass
@@ -88,9 +101,9 @@ class Evaluation:
                 "recall": {c: float(r) for c, r in self.per_class["recall"].items()}}
 
 
-def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False) -> Evaluation:
-    """Predict `x` with `model` and score the predictions against `y`."""
-    return Evaluation(np.asarray(y), predict(model, x, tta=tta).argmax(axis=1))
+def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False, shift: int = 0) -> Evaluation:
+    """Predict `x` with `model` (over the views `predict` takes) and score the predictions against `y`."""
+    return Evaluation(np.asarray(y), predict(model, x, tta=tta, shift=shift).argmax(axis=1))
 
 
 def ensemble(probabilities: list[np.ndarray], y: np.ndarray) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers
+from keras import layers, ops
 
 from fer_utils.data import CLASSES, IMAGE_SIZE
 
@@ -21,6 +21,8 @@ DROPOUT = 0.25
 # within the few hundred steps of a short CPU run instead of staying near their initial values.
 BN_MOMENTUM = 0.9
 LAST_CONV = {"report": "conv4", "simple": "conv2"}
+# What the model does to its [0, 1] input first: nothing ("scale"), or standardise each image ("per_image").
+INPUT_NORMS = ("scale", "per_image")
 
 
 @keras.saving.register_keras_serializable(package="fer_utils")
@@ -44,6 +46,26 @@ class BatchNormalization(layers.BatchNormalization):
         return tf.cast(outputs, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="fer_utils")
+class PerImageStandardization(layers.Layer):
+    """Each image to zero mean and unit variance over its pixels, as tf.image.per_image_standardization; no weights."""
+
+    def call(self, inputs):
+        """(x - mean) / max(std, 1/sqrt(pixels)) per image: a blank image becomes zeros, not NaNs."""
+        floor = ops.cast(1.0 / np.sqrt(np.prod(inputs.shape[1:])), inputs.dtype)
+        mean = ops.mean(inputs, axis=(1, 2, 3), keepdims=True)
+        std = ops.std(inputs, axis=(1, 2, 3), keepdims=True)
+        return (inputs - mean) / ops.maximum(std, floor)
+
+
+def model_input(input_norm: str = "scale"):
+    """The image input and the tensor the first conv block reads: the input itself, or it standardised per image."""
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"unknown input_norm {input_norm!r}; choose one of {INPUT_NORMS}")
+    inputs = keras.Input(INPUT_SHAPE, name="image")
+    return inputs, (PerImageStandardization(name="standardize")(inputs) if input_norm == "per_image" else inputs)
+
+
 def conv_block(x, filters: int, kernel: int, index: int, dropout: float = DROPOUT):
     """Conv2D('same') - BatchNorm - ReLU - MaxPool(2) - Dropout, with names ending in `index`."""
     x = layers.Conv2D(filters, kernel, padding="same", name=f"conv{index}")(x)
@@ -61,10 +83,9 @@ def dense_block(x, units: int, name: str, dropout: float = DROPOUT):
     return layers.Dropout(dropout, name=f"{name}_drop")(x)
 
 
-def report_cnn() -> keras.Model:
+def report_cnn(input_norm: str = "scale") -> keras.Model:
     """The report's CNN: 4 conv blocks, Dense 256 and 512, softmax over 7 classes (319,975 params)."""
-    inputs = keras.Input(INPUT_SHAPE, name="image")
-    x = inputs
+    inputs, x = model_input(input_norm)
     for i, (filters, kernel) in enumerate(REPORT_CONV, start=1):
         x = conv_block(x, filters, kernel, i)
     x = layers.Flatten(name="flatten")(x)
@@ -74,10 +95,9 @@ def report_cnn() -> keras.Model:
     return keras.Model(inputs, outputs, name="report_cnn")
 
 
-def simple_cnn() -> keras.Model:
+def simple_cnn(input_norm: str = "scale") -> keras.Model:
     """A simple 3-layer CNN, [64, 128, 512]: two conv blocks (64, 128 filters) and Dense 512."""
-    inputs = keras.Input(INPUT_SHAPE, name="image")
-    x = inputs
+    inputs, x = model_input(input_norm)
     for i, filters in enumerate(SIMPLE_CONV, start=1):
         x = conv_block(x, filters, 3, i)
     x = layers.Flatten(name="flatten")(x)
@@ -89,11 +109,11 @@ def simple_cnn() -> keras.Model:
 BUILDERS = {"report": report_cnn, "simple": simple_cnn}
 
 
-def build(name: str) -> keras.Model:
-    """A fresh model by name: 'report' or 'simple'."""
+def build(name: str, input_norm: str = "scale") -> keras.Model:
+    """A fresh model by name, 'report' or 'simple', reading its input as `input_norm` says (INPUT_NORMS)."""
     if name not in BUILDERS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(BUILDERS)}")
-    return BUILDERS[name]()
+    return BUILDERS[name](input_norm)
 
 
 def layer_table(model: keras.Model) -> pd.DataFrame:

@@ -47,6 +47,7 @@ class TrainConfig:
     precision: str = "float32"  # or "mixed_bfloat16": bfloat16 maths, float32 weights (about 2x on AMX CPUs)
     recalibrate_bn: bool = False  # after training, set BatchNorm statistics from the training set (inference mode)
     distillation: float = 0.0  # share of each training target taken from a teacher's probabilities (0: labels only)
+    input_norm: str = "scale"  # "per_image": the model standardises each image first (models.INPUT_NORMS)
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed."""
@@ -61,7 +62,7 @@ AUGMENTED = TrainConfig(epochs=130, augment=True, augmentation="flip", label_smo
                         recalibrate_bn=True)
 RECIPES = {"report": REPORT, "augmented": AUGMENTED}
 # TrainConfig fields added after cache version 1: left out of the cache key while at their defaults.
-FIELDS_AFTER_V1 = ("augmentation", "precision", "recalibrate_bn", "distillation")
+FIELDS_AFTER_V1 = ("augmentation", "precision", "recalibrate_bn", "distillation", "input_norm")
 
 
 @dataclass
@@ -139,7 +140,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
               f"up to {config.epochs} epochs of batch {config.batch_size}.")
         steps = config.epochs * int(np.ceil(len(data.y["train"]) / config.batch_size))
         with strategy.scope():
-            model = compile_model(build(model_name), config, steps)
+            model = compile_model(build(model_name, config.input_norm), config, steps)
         train_ds = to_dataset(data.x["train"], targets, config.batch_size, shuffle=True, seed=seed,
                               augment=augmenter(seed, config.augmentation) if config.augment else None)
         val_ds = _one_hot(to_dataset(data.x["val"], data.y["val"], 512))

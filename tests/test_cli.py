@@ -30,7 +30,8 @@ def test_train_then_evaluate_round_trip(tmp_path):
     assert trained.returncode == 0, trained.stderr
     assert (out / "model.keras").exists() and json.loads((out / "meta.json").read_text())["epochs_run"] == 1
     for split in ("val", "test"):
-        result = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", split)
+        views = ["--tta", "--shift", "1"] if split == "test" else []  # 10 views: flips and 1-pixel moves
+        result = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", split, *views)
         assert result.returncode == 0, result.stderr
         scores = json.loads(result.stdout)
         assert scores["split"] == split and scores["n"] == len(d.y[split])

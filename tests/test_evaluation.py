@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_utils.evaluation import Evaluation, compare_runs, ensemble
+from fer_utils.evaluation import Evaluation, compare_runs, ensemble, predict, shifted
 
 # 10 examples: angry(0) x4, disgust(1) x2, happy(3) x4.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 3, 3, 3, 3])
@@ -80,3 +80,35 @@ def test_ensemble_reports_agreement_shared_mistakes_and_the_average():
     assert result["all_wrong"] == 0.25  # the last image: 5 and 6, truth 3
     assert result["accuracy"] == 0.5  # the confident model wins every disagreement: 0, 4, 2, 6
     assert ensemble([a], y)["accuracy"] == Evaluation(y, a.argmax(1)).accuracy and ensemble([a], y)["agreement"] == 1
+
+
+def test_shifted_moves_the_image_and_repeats_the_edge():
+    image = np.arange(16.0).reshape(1, 4, 4, 1)
+    down = shifted(image, 1, 0)[0, :, :, 0]
+    np.testing.assert_array_equal(down[1:], image[0, :3, :, 0])
+    np.testing.assert_array_equal(down[0], image[0, 0, :, 0])  # the uncovered top row repeats the old top row
+    left = shifted(image, 0, -2)[0, :, :, 0]
+    np.testing.assert_array_equal(left[:, :2], image[0, :, 2:, 0])
+    np.testing.assert_array_equal(left[:, 3], image[0, :, 3, 0])
+    assert shifted(image, 1, -1).shape == image.shape
+
+
+def test_predict_averages_the_views_it_is_asked_for():
+    class Column:
+        """A 'model' whose class-0 probability is how bright column 11 is, the last of a bright left band."""
+
+        def __init__(self):
+            self.views = 0
+
+        def predict(self, images, batch_size=None, verbose=0):
+            self.views += 1
+            bright = images[:, :, 11, 0].mean(axis=1)
+            return np.stack([bright, 1 - bright] + [np.zeros_like(bright)] * 5, axis=1)
+
+    x = np.zeros((2, 48, 48), np.uint8)
+    x[:, :, :12] = 255  # columns 0-11 bright
+    # Mirrored, the band is at the right; moved left one pixel, column 11 shows the dark column 12.
+    for tta, shift, views, class_0 in ((False, 0, 1, 1.0), (True, 0, 2, 0.5), (False, 1, 5, 0.8), (True, 1, 10, 0.4)):
+        model = Column()
+        probs = predict(model, x, tta=tta, shift=shift)
+        assert model.views == views and probs[0, 0] == pytest.approx(class_0), (tta, shift)

@@ -58,3 +58,24 @@ def test_batchnorm_uses_the_fused_kernel_on_tensorflow_only(monkeypatch):
     elsewhere = np.asarray(layer(x, training=True))
     assert calls == [1]  # Keras' own BatchNormalization maths, which every backend has
     np.testing.assert_allclose(elsewhere, on_tf, atol=1e-5)
+
+
+def test_per_image_standardisation_adds_no_weights_and_matches_tensorflow(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    model = models.build("report", "per_image")
+    assert _counts(model) == (319_975, 318_055, 1_920)
+    assert model.get_layer("conv1").input is model.get_layer("standardize").output
+    x = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    x[2] = 0.5  # a blank image: zeros out, not NaNs
+    out = np.asarray(model.get_layer("standardize")(x))
+    np.testing.assert_allclose(out, tf.image.per_image_standardization(x).numpy(), atol=1e-5)
+    assert np.all(out[2] == 0)
+    np.testing.assert_allclose(out[0], np.asarray(model.get_layer("standardize")(x[:1] * 0.5 + 0.2))[0], atol=1e-4)
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras").predict(x, verbose=0),
+                               model.predict(x, verbose=0), atol=1e-6)
+    assert "standardize" not in [layer.name for layer in models.build("report").layers]
+    with pytest.raises(ValueError, match="unknown input_norm 'zca'"):
+        models.build("simple", "zca")

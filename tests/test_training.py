@@ -94,7 +94,7 @@ def test_new_config_fields_at_their_defaults_keep_old_cache_keys(tiny_synthetic)
                        "version": 1}, sort_keys=True)
     assert training.run_key("report", tiny_synthetic, QUICK, 3) == f"report-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
     for change in ({"augmentation": "flip"}, {"precision": "mixed_bfloat16"}, {"recalibrate_bn": True},
-                   {"distillation": 0.5}):
+                   {"distillation": 0.5}, {"input_norm": "per_image"}):
         assert training.run_key("report", tiny_synthetic, QUICK.replace(**change), 3) != training.run_key(
             "report", tiny_synthetic, QUICK, 3)
 
@@ -140,6 +140,12 @@ def test_recipe_with_recalibration_records_its_cost(tiny_synthetic):
     assert run.meta["config"]["recalibrate_bn"] and run.meta["recalibration_seconds"] > 0
     assert training.fit("report", tiny_synthetic, QUICK.replace(epochs=1), seed=3, verbose=0).meta[
         "recalibration_seconds"] == 0
+
+
+def test_input_norm_builds_the_model_that_standardises_each_image(tiny_synthetic):
+    run = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1, input_norm="per_image"), seed=3, verbose=0)
+    assert run.model.get_layer("standardize") and run.meta["config"]["input_norm"] == "per_image"
+    assert np.isfinite(run.history["loss"]).all()
 
 
 def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
