@@ -118,12 +118,14 @@ def ensemble(probabilities: list[np.ndarray], y: np.ndarray) -> dict:
 
 
 def compare_runs(runs: dict, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
-    """One row per named run: accuracy (plain and with flip TTA), macro-F1, epochs, wall time, device."""
+    """One row per named run: accuracy (plain, with flip TTA, over 10 views), macro-F1, epochs, wall time, device."""
     rows = {}
     for name, run in runs.items():
         plain, flipped = evaluate(run.model, x, y), evaluate(run.model, x, y, tta=True)
+        ten = evaluate(run.model, x, y, tta=True, shift=1)
         rows[name] = {"accuracy": plain.accuracy, "accuracy (flip TTA)": flipped.accuracy,
-                      "macro-F1": plain.macro_f1, "macro-F1 (flip TTA)": flipped.macro_f1,
+                      "accuracy (10 views)": ten.accuracy, "macro-F1": plain.macro_f1,
+                      "macro-F1 (10 views)": ten.macro_f1,
                       "epochs": run.meta["epochs_run"], "best epoch": run.meta["best_epoch"],
                       "minutes": run.meta["seconds"] / 60, "device": run.meta["device"]}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("recipe")

@@ -68,6 +68,7 @@ def test_compare_runs_scores_each_run():
     meta = {"epochs_run": 5, "best_epoch": 4, "seconds": 120.0, "device": "CPU"}
     table = compare_runs({"a": SimpleNamespace(model=Fixed(), meta=meta)}, x, np.array([0, 0, 3, 3]))
     assert table.loc["a", "accuracy"] == pytest.approx(0.5)
+    assert table.loc["a", "accuracy (10 views)"] == pytest.approx(0.5)  # shifted views keep the bright corner
     assert table.loc["a", "minutes"] == pytest.approx(2.0) and table.loc["a", "epochs"] == 5
 
 
