@@ -122,3 +122,29 @@ def test_the_prepared_gpu_session_asks_for_valid_recipes():
         if config.augment:
             training.augmenter(0, config.augmentation)  # an unknown transform raises ValueError
         assert name and "epochs" not in changes  # `runs` plans the epochs; a worker given both would fail
+
+
+def test_weight_averaging_scores_the_last_the_ema_and_the_epoch_averaged_weights(kaggle_csv, tmp_path):
+    from fer_utils import training
+
+    import weight_averaging  # noqa: E402  (benchmarks/ is on sys.path above)
+
+    data = fer_data.load(kaggle_csv, verbose=False)
+    run = training.train("report", data, training.TrainConfig(epochs=1, batch_size=64), seed=0,
+                         cache_dir=tmp_path / "runs", verbose=0)
+    out = tmp_path / "w.json"
+    subprocess.run([sys.executable, str(SCRIPT.parent / "weight_averaging.py"), "--data", str(kaggle_csv), "--run",
+                    str(run.path), "--epochs", "2", "--out", str(out)], capture_output=True, text=True, check=True)
+    result = json.loads(out.read_text())
+    assert result["epochs"] == 2 and set(result["scores"]) == {"last", "ema", "epoch_average"}
+    for scores in result["scores"].values():
+        assert 0 <= scores["accuracy_tta10"] <= 1 and 0 <= scores["macro_f1"] <= 1
+    average = weight_averaging.EpochAverage()
+    stub = type("Stub", (), {"weights": None, "get_weights": lambda self: self.weights})()
+    average.set_model(stub)
+    average.on_train_begin()
+    for value in (1.0, 2.0, 6.0):
+        stub.weights = [np.full(2, value, np.float32)]
+        average.on_epoch_end(0)
+    np.testing.assert_allclose(average.mean[0], [3.0, 3.0])
+    np.testing.assert_allclose(average.last[0], [6.0, 6.0])
