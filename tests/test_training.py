@@ -80,7 +80,7 @@ def test_recipes_are_one_call_away():
     assert training.RECIPES["report"] == TrainConfig(epochs=40)
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
     assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
-    assert training.AUGMENTED.recalibrate_bn
+    assert training.AUGMENTED.recalibrate_bn and training.AUGMENTED.input_norm == "per_image"
     with pytest.raises(ValueError, match="unknown schedule"):
         training._learning_rate(QUICK.replace(schedule="linear"), 10)
 
