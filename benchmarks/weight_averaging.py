@@ -54,11 +54,11 @@ def main() -> None:
     args = parser.parse_args()
 
     data = fer_data.load(args.data, verbose=False)
+    training.set_seed(args.seed)  # before loading: the dropout layers draw their seeds as the model is rebuilt
     run = training.load_run(Path(args.run))
     if run.meta["data_fingerprint"] != data.fingerprint:
         raise SystemExit(f"{args.run}: trained on data {run.meta['data_fingerprint']}, not {data.fingerprint}")
     config = training.TrainConfig(**run.meta["config"])
-    training.set_seed(args.seed)
     model = run.model
     model.compile(optimizer=keras.optimizers.Adam(args.lr, config.beta_1, config.beta_2, use_ema=True,
                                                   ema_momentum=EMA_MOMENTUM),
