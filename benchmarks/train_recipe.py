@@ -60,10 +60,7 @@ def load_teacher(path: str, data: fer_data.FerData) -> np.ndarray:
 def val_scores(model, data: fer_data.FerData) -> dict:
     """Accuracy, macro-F1 and per-class recall on the validation split (PublicTest); both again with flip TTA
     (2 views) and with flips and 1-pixel shifts (10 views)."""
-    x, y = data.x["val"], data.y["val"]
-    plain = evaluation.evaluate(model, x, y)
-    flipped = evaluation.evaluate(model, x, y, tta=True)
-    ten = evaluation.evaluate(model, x, y, tta=True, shift=1)
+    plain, flipped, ten = evaluation.evaluate_views(model, data.x["val"], data.y["val"]).values()
     return {"accuracy": plain.accuracy, "macro_f1": plain.macro_f1, "recall": plain.summary()["recall"],
             "accuracy_tta": flipped.accuracy, "macro_f1_tta": flipped.macro_f1,
             "accuracy_tta10": ten.accuracy, "macro_f1_tta10": ten.macro_f1}

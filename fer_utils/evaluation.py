@@ -12,16 +12,21 @@ from fer_utils.data import CLASSES, scale
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right: the directions `shift` moves a view
 
 
-def predict(model, x: np.ndarray, tta: bool = False, shift: int = 0, batch_size: int = 512) -> np.ndarray:
-    """Class probabilities (N, 7) for uint8 images, averaged over views: `tta` adds the mirrored image, `shift`
-    each view moved that many pixels up, down, left and right (5 views, or 10 with `tta`)."""
+def view_probabilities(model, x: np.ndarray, tta: bool = False, shift: int = 0,
+                       batch_size: int = 512) -> list[np.ndarray]:
+    """Class probabilities (N, 7) of uint8 images, one array per view: the image, its mirror (`tta`), then each
+    of those moved `shift` pixels up, down, left and right (5 views, or 10 with `tta`)."""
     views = [scale(x)]
     if tta:
         views.append(views[0][:, :, ::-1])
     if shift:
         views += [shifted(view, dy * shift, dx * shift) for view in views for dy, dx in MOVES]
-    probs = np.mean([model.predict(view, batch_size=batch_size, verbose=0) for view in views], axis=0)
-    return np.asarray(probs, dtype=np.float64)
+    return [model.predict(view, batch_size=batch_size, verbose=0) for view in views]
+
+
+def predict(model, x: np.ndarray, tta: bool = False, shift: int = 0, batch_size: int = 512) -> np.ndarray:
+    """Class probabilities (N, 7) for uint8 images, averaged over the views `view_probabilities` makes."""
+    return np.asarray(np.mean(view_probabilities(model, x, tta, shift, batch_size), axis=0), dtype=np.float64)
 
 
 def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -106,6 +111,13 @@ def evaluate(model, x: np.ndarray, y: np.ndarray, tta: bool = False, shift: int 
     return Evaluation(np.asarray(y), predict(model, x, tta=tta, shift=shift).argmax(axis=1))
 
 
+def evaluate_views(model, x: np.ndarray, y: np.ndarray) -> dict[str, Evaluation]:
+    """Scores of one view, the mirrored pair ("flip") and all ten views, from one prediction of each view."""
+    probs, y = view_probabilities(model, x, tta=True, shift=1), np.asarray(y)
+    return {name: Evaluation(y, np.mean(probs[:n], axis=0).argmax(axis=1))
+            for name, n in (("one", 1), ("flip", 2), ("ten", len(probs)))}
+
+
 def ensemble(probabilities: list[np.ndarray], y: np.ndarray) -> dict:
     """What averaging models' probabilities gives: their mean pairwise agreement, shared mistakes, the mean's scores."""
     y = np.asarray(y)
@@ -121,8 +133,7 @@ def compare_runs(runs: dict, x: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     """One row per named run: accuracy (plain, with flip TTA, over 10 views), macro-F1, epochs, wall time, device."""
     rows = {}
     for name, run in runs.items():
-        plain, flipped = evaluate(run.model, x, y), evaluate(run.model, x, y, tta=True)
-        ten = evaluate(run.model, x, y, tta=True, shift=1)
+        plain, flipped, ten = evaluate_views(run.model, x, y).values()
         rows[name] = {"accuracy": plain.accuracy, "accuracy (flip TTA)": flipped.accuracy,
                       "accuracy (10 views)": ten.accuracy, "macro-F1": plain.macro_f1,
                       "macro-F1 (10 views)": ten.macro_f1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_utils.evaluation import Evaluation, compare_runs, ensemble, predict, shifted
+from fer_utils.evaluation import Evaluation, compare_runs, ensemble, evaluate, evaluate_views, predict, shifted
 
 # 10 examples: angry(0) x4, disgust(1) x2, happy(3) x4.
 Y_TRUE = np.array([0, 0, 0, 0, 1, 1, 3, 3, 3, 3])
@@ -113,3 +113,8 @@ def test_predict_averages_the_views_it_is_asked_for():
         model = Column()
         probs = predict(model, x, tta=tta, shift=shift)
         assert model.views == views and probs[0, 0] == pytest.approx(class_0), (tta, shift)
+    model, y = Column(), np.array([0, 1])
+    scores = evaluate_views(model, x, y)
+    assert model.views == 10  # each view predicted once for all three scores
+    for name, tta, shift in (("one", False, 0), ("flip", True, 0), ("ten", True, 1)):
+        np.testing.assert_array_equal(scores[name].y_pred, evaluate(Column(), x, y, tta=tta, shift=shift).y_pred)
