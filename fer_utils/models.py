@@ -63,7 +63,9 @@ def model_input(input_norm: str = "scale"):
     if input_norm not in INPUT_NORMS:
         raise ValueError(f"unknown input_norm {input_norm!r}; choose one of {INPUT_NORMS}")
     inputs = keras.Input(INPUT_SHAPE, name="image")
-    return inputs, (PerImageStandardization(name="standardize")(inputs) if input_norm == "per_image" else inputs)
+    if input_norm == "scale":
+        return inputs, inputs
+    return inputs, PerImageStandardization(name="standardize", dtype="float32")(inputs)  # float32 under bf16 too
 
 
 def conv_block(x, filters: int, kernel: int, index: int, dropout: float = DROPOUT):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fer_utils import training
+from fer_utils import models, training
 from fer_utils.training import TrainConfig
 
 QUICK = TrainConfig(epochs=2, batch_size=64)
@@ -108,9 +108,20 @@ def test_augmenter_applies_only_the_named_transforms():
     same = [np.array_equal(o, i) for o, i in zip(out, images)]
     assert all(m or s for m, s in zip(mirrored, same)) and 0 < sum(mirrored) < len(images)
     assert len(training.augmenter(0, "flip, shift").layers) == 2
-    assert len(training.augmenter(0).layers) == len(training.TRANSFORMS)
+    assert len(training.augmenter(0).layers) == len(training.GEOMETRIC.split(","))  # the default leaves out erasing
+    assert len(training.augmenter(0, ",".join(training.TRANSFORMS)).layers) == len(training.TRANSFORMS)
     with pytest.raises(ValueError, match="unknown transforms.*'crop'"):
         training.augmenter(0, "flip,crop")
+
+
+def test_random_erasing_covers_one_patch_in_about_half_the_images_and_repeats_with_its_seed():
+    images = np.random.default_rng(0).random((200, 48, 48, 1), dtype=np.float32)
+    erased = np.asarray(training.augmenter(0, "erase")(images, training=True))
+    share = (erased != images).reshape(len(images), -1).mean(axis=1)
+    assert 0.35 < (share > 0).mean() < 0.65  # ERASE_PROBABILITY 0.5
+    assert share.max() <= training.ERASE_AREA[1] + 0.01 and 0 < share[share > 0].min()
+    np.testing.assert_array_equal(erased, training.augmenter(0, "erase")(images, training=True))
+    assert not np.array_equal(erased, training.augmenter(1, "erase")(images, training=True))
 
 
 def test_recalibrated_batchnorm_holds_the_statistics_of_its_inputs_at_prediction(first_run, tiny_synthetic):
@@ -154,6 +165,9 @@ def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
     run = training.fit("report", tiny_synthetic, QUICK.replace(epochs=1, precision="mixed_bfloat16"), seed=3, verbose=0)
     assert run.model.get_layer("conv2").compute_dtype == "bfloat16"
     assert run.model.get_layer("conv2").kernel.dtype == "float32"  # weights stay float32
+    with training.precision_policy("mixed_bfloat16"):
+        standardize = models.build("report", "per_image").get_layer("standardize")
+    assert standardize.compute_dtype == "float32"  # per-image mean and std in float32, not bfloat16
     assert run.model.output.dtype == "float32" and np.isfinite(run.history["loss"]).all()
     assert keras.mixed_precision.global_policy().name == "float32"
     with pytest.raises(ValueError, match="unknown precision 'float16'"):
@@ -164,7 +178,9 @@ def test_bfloat16_training_is_opt_in_and_leaves_float32_behind(tiny_synthetic):
 def test_augmentation_is_described_in_the_order_it_is_applied():
     assert training.describe_augmentation("shift,flip") == "mirrored left-right and shifted by up to 10% of the image"
     assert training.describe_augmentation("zoom") == "zoomed by up to 10%"
-    assert training.describe_augmentation(",".join(training.TRANSFORMS)).count(",") == 2
+    assert training.describe_augmentation(training.GEOMETRIC).count(",") == 2
+    assert training.describe_augmentation("flip,erase") == (
+        "mirrored left-right and 50% of them partly covered by a noise patch (2%-33% of the image)")
 
 
 def test_distillation_targets_mix_the_label_with_the_teachers_probabilities():
