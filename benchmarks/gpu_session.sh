@@ -9,6 +9,8 @@
 # Run there with carry [".gpu", ".whl"]:   bash benchmarks/gpu_session.sh   (about 7 minutes)
 # Back here:   python benchmarks/gpu_recipes.py score --data ../shared/fer2013/fer2013.csv.gz --out <unpacked>/gpu
 #
+# The runs: the plain network with cosine decay, the `augmented` recipe (training.AUGMENTED), and the same with random
+# erasing, which the CPU could not finish in session 8 (benchmarks/RESULTS.md).
 # Keep shifts, rotations and zooms out of GPU runs: Keras' JAX affine_transform made such workers miss a
 # 190 s calibration window that flip-only workers met (keras-team/keras#23229 reports the same slowness).
 # Few runs, long: processes sharing the GPU take turns rather than overlap (one alone ran training steps at 70,000 images/s,
@@ -26,7 +28,7 @@ timeout ${THROUGHPUT_S:-90} python3 benchmarks/gpu_recipes.py throughput --array
 python3 benchmarks/gpu_recipes.py runs --arrays .gpu/fer2013.npz.xz --out /tmp/gpu --budget ${BUDGET:-360} \
   --reserve 45 --calibration-epochs 2 \
   --run plain_cos:schedule=cosine,recalibrate_bn=true \
-  --run flip_cos:augment=true,augmentation=flip,schedule=cosine,recalibrate_bn=true \
-  --run flip_cos_ls:augment=true,augmentation=flip,schedule=cosine,label_smoothing=0.1,recalibrate_bn=true \
+  --run augmented:augment=true,augmentation=flip,schedule=cosine,label_smoothing=0.1,input_norm=per_image,recalibrate_bn=true \
+  --run erase:augment=true,augmentation=flip+erase,schedule=cosine,label_smoothing=0.1,input_norm=per_image,recalibrate_bn=true \
   2>&1 | quiet | tee $OUT/runs.log
 tar czf $OUT/gpu_runs.tar.gz -C /tmp gpu

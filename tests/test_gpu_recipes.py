@@ -58,12 +58,13 @@ def test_a_worker_run_scores_the_same_when_its_weights_are_loaded_back(kaggle_cs
     packed, out = tmp_path / "fer.npz.xz", tmp_path / "runs"
     gpu.pack(str(kaggle_csv), str(packed))
     worker = [sys.executable, str(SCRIPT), "worker", "--arrays", str(packed), "--out", str(out), "--epochs", "2",
-              "--run", "aug:augment=true,augmentation=flip+shift,schedule=cosine,label_smoothing=0.1,"
-              "recalibrate_bn=true"]
+              "--run", "aug:augment=true,augmentation=flip+shift+erase,schedule=cosine,label_smoothing=0.1,"
+              "input_norm=per_image,recalibrate_bn=true"]  # as gpu_session.sh's runs, with a shift as well
     printed = subprocess.run(worker, capture_output=True, text=True, check=True).stdout.splitlines()[-1]
     result = json.loads((out / "aug" / "result.json").read_text())
     assert json.loads(printed) == result
-    assert result["epochs_run"] == 2 and result["config"]["augmentation"] == "flip,shift"
+    assert result["epochs_run"] == 2 and result["config"]["augmentation"] == "flip,shift,erase"
+    assert result["config"]["input_norm"] == "per_image"
     assert result["config"]["recalibrate_bn"]
     assert len((out / "aug" / "history.csv").read_text().splitlines()) == 3
     scored = subprocess.run([sys.executable, str(SCRIPT), "score", "--data", str(kaggle_csv), "--out", str(out)],
