@@ -27,8 +27,8 @@ SHIFT, ROTATION_DEGREES, ZOOM = 0.1, 10, 0.1
 # Random erasing (Zhong et al. 2017): half the images get one patch of 2-33% of the image replaced by noise.
 ERASE_PROBABILITY, ERASE_AREA = 0.5, (0.02, 0.33)
 COSINE_FLOOR = 0.01  # cosine decay ends at this share of the initial learning rate
-TRANSFORMS = ("flip", "shift", "rotate", "zoom", "erase")  # what `augmenter` can apply, in the order it applies them
 GEOMETRIC = "flip,shift,rotate,zoom"  # the default augmentation: the original four transforms, no erasing
+TRANSFORMS = (*GEOMETRIC.split(","), "erase")  # what `augmenter` can apply, in the order it applies them
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
