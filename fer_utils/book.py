@@ -39,7 +39,8 @@ def book_recipe(data: fer_data.FerData) -> str:
     """The recipe of the report CNN that chapters 2-5 show: the report's own, on any data.
 
     Measured on FER2013 (PublicTest, benchmarks/RESULTS.md): the report's recipe reached 0.610 after 40 epochs,
-    the augmented recipe 0.649 after 130 (0.661 over ten test-time views), against the original report's 0.651.
+    the augmented recipe 0.644-0.649 after 130 (0.648-0.661 over ten test-time views; three runs), against the
+    original report's 0.651.
     The book answers the assignment with the assignment's recipe; chapter 7 compares the two.
     """
     return "report"

@@ -60,8 +60,8 @@ class TrainConfig:
 # The original report's recipe: Adam(1e-3, 0.9, 0.99) on plain cross-entropy, no augmentation.
 REPORT = TrainConfig(epochs=40)
 # Each image standardised, flips, cosine decay over 130 epochs, label smoothing, BatchNorm statistics recalibrated,
-# last epoch scored: the best finished recipe measured on FER2013 (benchmarks/RESULTS.md, run r1: PublicTest 0.649,
-# macro-F1 0.613; 0.661 over ten test-time views; a second run, s1 in bfloat16, 0.644 and 0.648).
+# last epoch scored: the best finished recipe measured on FER2013 (benchmarks/RESULTS.md, runs r1, s1, t1: PublicTest
+# 0.644-0.649, macro-F1 0.606-0.613; 0.648-0.661 over ten test-time views).
 AUGMENTED = TrainConfig(epochs=130, augment=True, augmentation="flip", label_smoothing=0.1, schedule="cosine",
                         recalibrate_bn=True, input_norm="per_image")
 RECIPES = {"report": REPORT, "augmented": AUGMENTED}
