@@ -1,7 +1,12 @@
-"""Command line: train a model and save it, or evaluate a saved model on a split.
+"""Command line: train a model and save it, evaluate a saved or shipped model on a split, list the shipped runs.
 
-    python -m fer_utils train --data PATH --model report --epochs 30 --out runs/report
+    python -m fer_utils train --data PATH --model report --recipe augmented --out runs/report
     python -m fer_utils evaluate --model runs/report --data PATH --split val
+    python -m fer_utils evaluate --model augmented --data PATH --split test
+    python -m fer_utils runs
+
+A stopped `train` (Ctrl-C, kill, power cut) resumes from its last finished epoch when run again with the same
+command; the run is kept beside --out (a hidden folder ending in .resume) until it is saved.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -29,15 +35,17 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0, help="the one seed for data split, init and shuffling")
-    train.add_argument("--out", required=True, help="folder to write model.keras, history.csv and meta.json into")
+    train.add_argument("--out", required=True, help="folder to write model.weights.h5, history.csv and meta.json into")
     evaluate = sub.add_parser("evaluate", help="print accuracy and macro-F1 of a saved model on a split as JSON")
-    evaluate.add_argument("--model", required=True, help="folder written by `train`")
+    evaluate.add_argument("--model", required=True,
+                          help="folder written by `train`, or a shipped run's name (see `runs`); a folder wins")
     evaluate.add_argument("--data", help="data file or folder (default as for train)")
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="val", help="which split (default val)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed for splits the data file does not define")
     evaluate.add_argument("--tta", action="store_true", help="average predictions with the mirrored images")
     evaluate.add_argument("--shift", type=int, default=0,
                           help="also average each view moved this many pixels up, down, left and right")
+    sub.add_parser("runs", help="list the trained FER2013 runs shipped with the package, with their scores")
     return top
 
 
@@ -46,20 +54,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fer_utils import data as fer_data
-    from fer_utils import evaluation, training
+    from fer_utils import evaluation, shipped, training
 
+    if args.command == "runs":
+        return list_runs()
     try:
         dataset = fer_data.load(args.data, seed=args.seed, verbose=False)
         print(dataset.describe(), file=sys.stderr)
         if args.command == "train":
             changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v}
             config = training.RECIPES[args.recipe].replace(**changes)
-            run = training.fit(args.model, dataset, config, seed=args.seed)
+            command = shlex.join(["python", "-m", "fer_utils", *(sys.argv[1:] if argv is None else argv)])
+            run = training.fit(args.model, dataset, config, seed=args.seed, command=command,
+                               backup_dir=training.resume_dir(Path(args.out)))
             training.save_run(run, Path(args.out))
             print(json.dumps({"out": str(args.out), **{k: run.meta[k] for k in
                   ("model", "epochs_run", "best_val_accuracy", "seconds", "device")}}))
         else:
-            run = training.load_run(Path(args.model))
+            folder = Path(args.model)
+            run = training.load_run(folder) if folder.exists() or args.model not in shipped.names() else \
+                shipped.load(args.model)
             x, y = dataset.x[args.split], dataset.y[args.split]
             if not len(y):
                 raise fer_data.DataError(f"{dataset.path or dataset.source}: the {args.split} split is empty.")
@@ -69,6 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     except (fer_data.DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def list_runs() -> int:
+    """Print one JSON line per shipped run: its name, recipe, epochs, seed and PublicTest scores."""
+    from fer_utils import shipped
+
+    for name in shipped.names():
+        meta = shipped.meta(name)
+        print(json.dumps({"name": name, "model": meta["model"], "epochs": meta["epochs_run"], "seed": meta["seed"],
+                          "dtype_policy": meta["dtype_policy"], "command": meta["command"],
+                          "publictest": meta["publictest"]}))
     return 0
 
 

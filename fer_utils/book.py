@@ -1,19 +1,23 @@
 """The book's settings in one place: which data, which recipe and how many epochs each chapter's runs use.
 
-Every chapter calls `book_data()` and `book_run(...)`; the training cache makes the second chapter
-that asks for a run load it instead of training again. Budget knobs (environment variables):
+Every chapter calls `book_data()` and `book_run(...)`. On FER2013's official release the book shows the runs
+that ship with the package (`fer_utils.shipped`); otherwise the training cache makes the second chapter that
+asks for a run load it instead of training again. Budget knobs (environment variables):
 
 - `FER_DATA`: the FER2013 file or folder (see data/README.md); unset means data/ or the synthetic stand-in.
 - `FER_EPOCHS`: override the number of epochs of every run the book trains.
 - `FER_SEED`: the one seed (default 0).
+- `FER_RETRAIN`: 1 trains every run instead of using the shipped ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from pathlib import Path
 
 from fer_utils import data as fer_data
-from fer_utils import training
+from fer_utils import shipped, training
 
 # Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
 EPOCHS = {
@@ -21,8 +25,7 @@ EPOCHS = {
     ("report", "report"): (40, 12),
     ("simple", "report"): (6, 5),
 }
-# What the original report reached with the same network (its numbers, quoted, not computed here).
-ORIGINAL_REPORT = {"val_accuracy": 0.651, "train_accuracy": 0.760}
+RECIPE = "report"  # chapters 2-5 answer the assignment with its own recipe; chapter 7 compares the other
 
 
 def seed() -> int:
@@ -35,28 +38,40 @@ def book_data(verbose: bool = True) -> fer_data.FerData:
     return fer_data.load(seed=seed(), verbose=verbose)
 
 
-def book_recipe(data: fer_data.FerData) -> str:
-    """The recipe of the report CNN that chapters 2-5 show: the report's own, on any data.
-
-    Measured on FER2013 (PublicTest, benchmarks/RESULTS.md): the report's recipe reached 0.610 after 40 epochs,
-    the augmented recipe 0.644-0.649 after 130 (0.648-0.661 over ten test-time views; three runs), against the
-    original report's 0.651.
-    The book answers the assignment with the assignment's recipe; chapter 7 compares the two.
-    """
-    return "report"
-
-
 def book_config(data: fer_data.FerData, model: str = "report", recipe: str = "report") -> training.TrainConfig:
     """The training configuration the book uses for `model` with `recipe` on `data`."""
     real, synthetic = EPOCHS[(model, recipe)]
     epochs = int(os.environ.get("FER_EPOCHS", synthetic if data.is_synthetic else real))
     config = training.RECIPES[recipe].replace(epochs=epochs)
-    if config.early_stopping and data.is_synthetic:
-        config = config.replace(early_stopping=0)
     return config
 
 
-def book_run(data: fer_data.FerData, model: str = "report", recipe: str | None = None) -> training.Run:
-    """Train, or load from the cache, the run the book shows for `model` (recipe default: `book_recipe`)."""
-    recipe = recipe or book_recipe(data)
-    return training.train(model, data, book_config(data, model, recipe), seed=seed())
+def book_run(data: fer_data.FerData, model: str = "report", recipe: str = RECIPE) -> training.Run:
+    """The run the book shows for `model` and `recipe`: shipped, cached, or trained now (and cached)."""
+    config = book_config(data, model, recipe)
+    name = shipped.find(data, model, config, seed())
+    if name:
+        return shipped.load(name)
+    return training.train(model, data, config, seed=seed(), command=f"jb build book/ ({model} CNN, {recipe} recipe)")
+
+
+def provenance(run: training.Run) -> str:
+    """One line of Markdown saying which run a page shows, how and when it was trained, and how to retrain it."""
+    meta = run.meta
+    how = (f"the *{_recipe_name(meta['config'])}* recipe, {meta['epochs_run']} epochs, seed {meta['seed']}, "
+           f"{meta['dtype_policy']}, {meta['seconds'] / 60:.0f} minutes on {meta['device']}")
+    if shipped.is_shipped(run):
+        resumed = f", resumed after epoch {', '.join(map(str, meta['resumed_at']))}" if meta["resumed_at"] else ""
+        return (f"This page shows the shipped run `{Path(run.path).name}` ({how}{resumed}; finished "
+                f"{meta['finished']} at commit `{(meta['commit'] or 'unknown')[:12]}`). "
+                f"`{shipped.RETRAIN}=1 jb build book/` trains it again instead.")
+    where = f"`.cache/runs/{Path(run.path).name}`" if run.path else "memory"
+    return f"This page shows a run trained by this build ({how}), kept in {where}."
+
+
+def _recipe_name(config: dict) -> str:
+    """The name of the recipe `config` is, epochs aside ('report', 'augmented'), or 'custom'."""
+    for name, recipe in training.RECIPES.items():
+        if {**config, "epochs": recipe.epochs} == dataclasses.asdict(recipe):
+            return name
+    return "custom"

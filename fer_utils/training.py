@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import platform
+import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -21,15 +23,12 @@ import pandas as pd
 from fer_utils.data import CLASSES, PROJECT_ROOT, FerData, scale, to_dataset
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "runs"
-CACHE_VERSION = 1  # bump when training code changes what a cached run means
+CACHE_VERSION = 2  # bump when training code changes what a cached run means
 # The augmentation's ranges: shift and zoom as shares of the image side, rotation in degrees.
 SHIFT, ROTATION_DEGREES, ZOOM = 0.1, 10, 0.1
-# Random erasing (Zhong et al. 2017): half the images get one patch of 2-33% of the image replaced by noise.
-ERASE_PROBABILITY, ERASE_AREA = 0.5, (0.02, 0.33)
 COSINE_FLOOR = 0.01  # cosine decay ends at this share of the initial learning rate
-GEOMETRIC = "flip,shift,rotate,zoom"  # the default augmentation: the original four transforms, no erasing
-TRANSFORMS = (*GEOMETRIC.split(","), "erase")  # what `augmenter` can apply, in the order it applies them
-PRECISIONS = ("float32", "mixed_bfloat16")
+TRANSFORMS = ("flip", "shift", "rotate", "zoom")  # what `augmenter` can apply, in the order it applies them
+RUN_FILES = ("model.weights.h5", "history.csv", "meta.json")  # a saved run: weights without optimizer state
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,10 @@ class TrainConfig:
     beta_1: float = 0.9
     beta_2: float = 0.99
     augment: bool = False
+    augmentation: str = ",".join(TRANSFORMS)  # the transforms `augment` applies, a comma-separated subset
     label_smoothing: float = 0.0
     schedule: str = "constant"  # "constant" or "cosine"
-    early_stopping: int = 0  # patience in epochs on val accuracy; 0 trains all epochs
-    class_weight: bool = False  # weight classes by inverse frequency
-    augmentation: str = GEOMETRIC  # the transforms `augment` applies, a comma-separated subset of TRANSFORMS
-    precision: str = "float32"  # or "mixed_bfloat16": bfloat16 maths, float32 weights (about 2x on AMX CPUs)
     recalibrate_bn: bool = False  # after training, set BatchNorm statistics from the training set (inference mode)
-    distillation: float = 0.0  # share of each training target taken from a teacher's probabilities (0: labels only)
     input_norm: str = "scale"  # "per_image": the model standardises each image first (models.INPUT_NORMS)
 
     def replace(self, **changes) -> "TrainConfig":
@@ -59,14 +54,11 @@ class TrainConfig:
 
 # The original report's recipe: Adam(1e-3, 0.9, 0.99) on plain cross-entropy, no augmentation.
 REPORT = TrainConfig(epochs=40)
-# Each image standardised, flips, cosine decay over 130 epochs, label smoothing, BatchNorm statistics recalibrated,
-# last epoch scored: the best finished recipe measured on FER2013 (benchmarks/RESULTS.md, runs r1, s1, t1: PublicTest
-# 0.644-0.649, macro-F1 0.606-0.613; 0.648-0.661 over ten test-time views).
+# Each image standardised, flips, cosine decay over 130 epochs, label smoothing, BatchNorm statistics
+# recalibrated, last epoch scored (benchmarks/RESULTS.md measures it).
 AUGMENTED = TrainConfig(epochs=130, augment=True, augmentation="flip", label_smoothing=0.1, schedule="cosine",
                         recalibrate_bn=True, input_norm="per_image")
 RECIPES = {"report": REPORT, "augmented": AUGMENTED}
-# TrainConfig fields added after cache version 1: left out of the cache key while at their defaults.
-FIELDS_AFTER_V1 = ("augmentation", "precision", "recalibrate_bn", "distillation", "input_norm")
 
 
 @dataclass
@@ -99,104 +91,113 @@ def device_name() -> str:
     return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
 
 
-def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int, teacher: np.ndarray | None = None) -> str:
-    """Cache key: a hash of the model name, data fingerprint, config, seed, code version and any teacher targets."""
-    default = TrainConfig()
-    fields = {k: v for k, v in dataclasses.asdict(config).items()
-              if k not in FIELDS_AFTER_V1 or v != getattr(default, k)}  # runs cached before they existed stay valid
-    key = {"model": model_name, "data": data.fingerprint, "config": fields, "seed": seed, "version": CACHE_VERSION}
-    if teacher is not None:
-        key["teacher"] = targets_fingerprint(teacher)
+def dtype_policy() -> str:
+    """The Keras dtype policy training uses here: mixed_float16 on a GPU, float32 on a CPU."""
+    import tensorflow as tf
+
+    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+
+
+def run_key(model_name: str, data: FerData, config: TrainConfig, seed: int, policy: str | None = None) -> str:
+    """Cache key: a hash of the model name, data fingerprint, config, seed, dtype policy and cache version."""
+    key = {"model": model_name, "data": data.fingerprint, "config": dataclasses.asdict(config), "seed": seed,
+           "policy": policy or dtype_policy(), "version": CACHE_VERSION}
     blob = json.dumps(key, sort_keys=True)
     return f"{model_name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
 def train(model_name: str, data: FerData, config: TrainConfig = REPORT, seed: int = 0,
-          cache_dir: Path | None = CACHE_DIR, verbose: int | None = None, teacher: np.ndarray | None = None) -> Run:
-    """Train (or load from the cache) `model_name` on `data` and return the run."""
-    target = Path(cache_dir) / run_key(model_name, data, config, seed, teacher) if cache_dir else None
-    if target is not None and (target / "meta.json").exists():
+          cache_dir: Path | None = CACHE_DIR, verbose: int | None = None, command: str | None = None) -> Run:
+    """Train (or load from the cache) `model_name` on `data` and return the run; an interrupted run resumes."""
+    if cache_dir is None:
+        return fit(model_name, data, config, seed, verbose, command=command)
+    target = Path(cache_dir) / run_key(model_name, data, config, seed)
+    if (target / "meta.json").exists():
         run = load_run(target)
         print(f"Loaded cached run {target.name}: {run.meta['epochs_run']} epochs, "
               f"best val_accuracy {run.meta['best_val_accuracy']:.3f} (trained on {run.meta['device']}).")
         return run
-    run = fit(model_name, data, config, seed, verbose, teacher)
-    if target is not None:
-        save_run(run, target)
+    run = fit(model_name, data, config, seed, verbose, backup_dir=resume_dir(target), command=command)
+    save_run(run, target)
     return run
 
 
+def resume_dir(target: Path) -> Path:
+    """Where the run to be saved at `target` keeps its last finished epoch while it trains: a hidden sibling."""
+    target = Path(target)
+    return target.parent / f".{target.name}.resume"
+
+
 def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verbose: int | None = None,
-        teacher: np.ndarray | None = None) -> Run:
-    """Build and train a fresh model; no cache. `teacher`: class probabilities per training image, to distil."""
+        backup_dir: Path | None = None, command: str | None = None) -> Run:
+    """Build and train a fresh model, resuming from `backup_dir` when an earlier attempt left an epoch there."""
     import keras
-    import tensorflow as tf
 
     from fer_utils.models import build
 
-    targets = training_targets(data.y["train"], teacher, config.distillation)
     set_seed(seed)
-    gpus = tf.config.list_physical_devices("GPU")
-    with precision_policy("mixed_float16" if gpus else config.precision):
-        strategy = tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    policy = dtype_policy()
+    with precision_policy(policy):
         device = device_name()
-        print(f"Training {model_name} on {device}: {len(data.y['train']):,} images, "
-              f"up to {config.epochs} epochs of batch {config.batch_size}.")
+        print(f"Training {model_name} on {device} ({policy}): {len(data.y['train']):,} images, "
+              f"{config.epochs} epochs of batch {config.batch_size}.")
         steps = config.epochs * int(np.ceil(len(data.y["train"]) / config.batch_size))
-        with strategy.scope():
-            model = compile_model(build(model_name, config.input_norm), config, steps)
-        train_ds = to_dataset(data.x["train"], targets, config.batch_size, shuffle=True, seed=seed,
-                              augment=augmenter(seed, config.augmentation) if config.augment else None)
+        model = compile_model(build(model_name, config.input_norm), config, steps)
+        augment = augmenter(seed, config.augmentation) if config.augment else None
+        targets = np.eye(len(CLASSES), dtype=np.float32)[data.y["train"]]  # one-hot rows, for label smoothing
+        train_ds = to_dataset(data.x["train"], targets, config.batch_size, shuffle=True, seed=seed, augment=augment)
         val_ds = _one_hot(to_dataset(data.x["val"], data.y["val"], 512))
         callbacks = [keras.callbacks.TerminateOnNaN()]
-        if config.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=config.early_stopping,
-                                                           mode="max", restore_best_weights=True))
-        start = time.perf_counter()
-        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-                            class_weight=class_weights(data.y["train"]) if config.class_weight else None,
-                            verbose=_verbosity(verbose))
-        seconds = time.perf_counter() - start
+        state = None
+        if backup_dir is not None:
+            from fer_utils.resume import ResumeState
+
+            state = ResumeState(backup_dir, [model, augment])
+            callbacks.append(state)
+        start = state.restore(model, train_ds) if state else 0
+        began = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=start, callbacks=callbacks,
+                  verbose=_verbosity(verbose))
+        seconds = (state.seconds if state else 0.0) + time.perf_counter() - began
+        frame = state.history if state else history_frame(model.history)
         recalibration_seconds = 0.0
         if config.recalibrate_bn:
+            began = time.perf_counter()
             recalibrate_batchnorm(model, scale(data.x["train"]))
-            recalibration_seconds = time.perf_counter() - start - seconds
-    frame = history_frame(history)
+            recalibration_seconds = time.perf_counter() - began
     meta = {"model": model_name, "config": dataclasses.asdict(config), "seed": seed,
-            "data_source": data.source, "data_path": data.path, "data_fingerprint": data.fingerprint,
-            "device": device, "seconds": round(seconds, 1), "epochs_run": len(frame),
+            "command": command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "commit": git_commit(), "data_source": data.source, "data_path": data.path,
+            "data_fingerprint": data.fingerprint, "device": device, "dtype_policy": policy,
+            "seconds": round(seconds, 1), "epochs_run": len(frame),
             "seconds_per_epoch": round(seconds / len(frame), 1),
             "recalibration_seconds": round(recalibration_seconds, 1),
+            "resumed_at": state.resumed_at if state else [],
             "best_epoch": int(frame["val_accuracy"].idxmax()),
             "best_val_accuracy": float(frame["val_accuracy"].max()),
-            "teacher": None if teacher is None else targets_fingerprint(teacher),
-            "tensorflow": tf.__version__, "python": sys.version.split()[0]}
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "tensorflow": tf_version(), "python": sys.version.split()[0]}
     return Run(model, frame, meta)
 
 
-def training_targets(labels: np.ndarray, teacher: np.ndarray | None = None, share: float = 0.0) -> np.ndarray:
-    """One target row per image: the one-hot label, with `share` of it replaced by the teacher's probabilities."""
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"distillation share {share} is not between 0 and 1")
-    if share and teacher is None:
-        raise ValueError(f"distillation {share} asks for a teacher's probabilities, and none were given")
-    if teacher is not None and not share:
-        raise ValueError("teacher probabilities were given but distillation is 0: set TrainConfig(distillation=...)")
-    one_hot = np.eye(len(CLASSES), dtype=np.float32)[labels]
-    if teacher is None:
-        return one_hot
-    teacher = np.asarray(teacher, dtype=np.float32)
-    if teacher.shape != one_hot.shape:
-        raise ValueError(f"teacher probabilities have shape {teacher.shape}; the training split needs {one_hot.shape}")
-    if not np.allclose(teacher.sum(axis=1), 1.0, atol=1e-3) or teacher.min() < 0:
-        raise ValueError("teacher rows must be probabilities (non-negative, summing to 1)")
-    return (1.0 - share) * one_hot + share * teacher
+def git_commit() -> str | None:
+    """The repository's HEAD commit, with '+changes' when tracked files differ from it; None outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    try:
+        head = git("rev-parse", "HEAD")
+        return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
-def targets_fingerprint(targets: np.ndarray) -> str:
-    """A short hash of teacher targets (to 6 decimals), for cache keys and run metadata."""
-    rounded = np.round(np.asarray(targets, dtype=np.float64), 6)
-    return hashlib.sha256(rounded.tobytes() + str(rounded.shape).encode()).hexdigest()[:16]
+def tf_version() -> str:
+    """TensorFlow's version."""
+    import tensorflow as tf
+
+    return tf.__version__
 
 
 def recalibrate_batchnorm(model, x: np.ndarray, batch_size: int = 256):
@@ -231,13 +232,11 @@ def history_frame(history) -> pd.DataFrame:
 
 
 @contextlib.contextmanager
-def precision_policy(precision: str):
-    """Build and train under a Keras dtype policy ('float32', 'mixed_bfloat16', 'mixed_float16'), then restore float32."""
+def precision_policy(policy: str):
+    """Build and train under a Keras dtype policy ('float32' or 'mixed_float16'), then restore float32."""
     import keras
 
-    if precision not in PRECISIONS + ("mixed_float16",):
-        raise ValueError(f"unknown precision {precision!r}; use one of {PRECISIONS}")
-    keras.mixed_precision.set_global_policy(precision)
+    keras.mixed_precision.set_global_policy(policy)
     try:
         yield
     finally:
@@ -265,8 +264,8 @@ def _learning_rate(config: TrainConfig, steps: int):
     raise ValueError(f"unknown schedule {config.schedule!r}; use 'constant' or 'cosine'")
 
 
-def augmenter(seed: int, transforms: str = GEOMETRIC):
-    """Seeded random transforms, a comma-separated subset of TRANSFORMS: flip, shift, rotate, zoom, erase."""
+def augmenter(seed: int, transforms: str = TrainConfig.augmentation):
+    """Seeded random transforms, a comma-separated subset of TRANSFORMS: flip, shift, rotate, zoom."""
     import keras
     from keras import layers
 
@@ -279,8 +278,6 @@ def augmenter(seed: int, transforms: str = GEOMETRIC):
         "shift": lambda: layers.RandomTranslation(SHIFT, SHIFT, fill_mode="nearest", seed=seed + 1),
         "rotate": lambda: layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="nearest", seed=seed + 2),
         "zoom": lambda: layers.RandomZoom(ZOOM, fill_mode="nearest", seed=seed + 3),
-        "erase": lambda: layers.RandomErasing((ERASE_PROBABILITY, ERASE_PROBABILITY), ERASE_AREA,
-                                              value_range=(0, 1), seed=seed + 4),
     }
     return keras.Sequential([make[t]() for t in TRANSFORMS if t in wanted], name="augment")
 
@@ -288,25 +285,16 @@ def augmenter(seed: int, transforms: str = GEOMETRIC):
 def describe_augmentation(transforms: str) -> str:
     """The transforms in words, for prose: 'mirrored left-right and shifted by up to 10% of the image'."""
     phrases = {"flip": "mirrored left-right", "shift": f"shifted by up to {SHIFT:.0%} of the image",
-               "rotate": f"rotated by up to {ROTATION_DEGREES} degrees", "zoom": f"zoomed by up to {ZOOM:.0%}",
-               "erase": f"{ERASE_PROBABILITY:.0%} of them partly covered by a noise patch "
-                        f"({ERASE_AREA[0]:.0%}-{ERASE_AREA[1]:.0%} of the image)"}
+               "rotate": f"rotated by up to {ROTATION_DEGREES} degrees", "zoom": f"zoomed by up to {ZOOM:.0%}"}
     chosen = [phrases[t] for t in TRANSFORMS if t in [w.strip() for w in transforms.split(",")]]
     return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
 
 
 def _one_hot(ds):
-    """Labels to one-hot vectors, so label smoothing works."""
+    """Labels to one-hot vectors, as the loss (with label smoothing) expects."""
     import tensorflow as tf
 
     return ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASSES))), num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def class_weights(labels: np.ndarray) -> dict[int, float]:
-    """Inverse-frequency class weights that average to 1 over the training set."""
-    counts = np.bincount(labels, minlength=len(CLASSES)).astype(float)
-    weights = len(labels) / (len(CLASSES) * np.maximum(counts, 1))
-    return {i: float(w) for i, w in enumerate(weights)}
 
 
 def _verbosity(verbose: int | None) -> int:
@@ -317,11 +305,12 @@ def _verbosity(verbose: int | None) -> int:
 
 
 def save_run(run: Run, target: Path) -> None:
-    """Write a run's weights, history and metadata, atomically: the folder appears complete or not at all."""
+    """Write a run's weights (no optimizer state), history and metadata atomically: complete or not at all."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        run.model.save(tmp / "model.keras")
+        weights_only(run.model).save_weights(tmp / "model.weights.h5")
         run.history.to_csv(tmp / "history.csv")
         (tmp / "meta.json").write_text(json.dumps(run.meta, indent=2))
         if target.exists():
@@ -330,18 +319,36 @@ def save_run(run: Run, target: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(resume_dir(target), ignore_errors=True)  # the finished run replaces its last backup
     run.path = target
 
 
-def load_run(path: Path) -> Run:
-    """A run saved by `save_run` (or the CLI's `train`)."""
-    import keras
+def weights_only(model):
+    """An uncompiled copy of `model` with its weights: saving it leaves the optimizer's state out."""
+    from fer_utils.models import build
 
-    import fer_utils.models  # noqa: F401  registers fer_utils>BatchNormalization for load_model
+    copy = build(*_architecture(model))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _architecture(model) -> tuple[str, str]:
+    """The (name, input_norm) that `models.build` takes to rebuild `model`."""
+    name = {"report_cnn": "report", "simple_cnn": "simple"}[model.name]
+    return name, "per_image" if any(layer.name == "standardize" for layer in model.layers) else "scale"
+
+
+def load_run(path: Path) -> Run:
+    """A run saved by `save_run` (or the CLI's `train`): the model rebuilt from its metadata, then its weights."""
+    from fer_utils.models import build
 
     path = Path(path)
-    if not (path / "meta.json").exists():
-        raise FileNotFoundError(f"{path}: not a saved run (no meta.json); train one with `python -m fer_utils train`.")
-    model = keras.models.load_model(path / "model.keras")
+    missing = [name for name in RUN_FILES if not (path / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{path}: not a saved run (missing {', '.join(missing)}); "
+                                "train one with `python -m fer_utils train`.")
+    meta = json.loads((path / "meta.json").read_text())
+    model = build(meta["model"], meta["config"]["input_norm"])
+    model.load_weights(path / "model.weights.h5")
     history = pd.read_csv(path / "history.csv", index_col="epoch")
-    return Run(model, history, json.loads((path / "meta.json").read_text()), path)
+    return Run(model, history, meta, path)

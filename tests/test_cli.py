@@ -28,7 +28,7 @@ def test_train_then_evaluate_round_trip(tmp_path):
     out = tmp_path / "run"
     trained = cli("train", "--data", str(csv), "--model", "report", "--epochs", "1", "--out", str(out))
     assert trained.returncode == 0, trained.stderr
-    assert (out / "model.keras").exists() and json.loads((out / "meta.json").read_text())["epochs_run"] == 1
+    assert (out / "model.weights.h5").exists() and json.loads((out / "meta.json").read_text())["epochs_run"] == 1
     for split in ("val", "test"):
         views = ["--tta", "--shift", "1"] if split == "test" else []  # 10 views: flips and 1-pixel moves
         result = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", split, *views)
