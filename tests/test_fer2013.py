@@ -1,0 +1,112 @@
+"""The real report: FER2013 recognised, the shipped runs scored, and the book built on it with them.
+
+These tests read FER2013 from $FER2013_TEST_DATA (not $FER_DATA, so the synthetic book test stays synthetic)
+and are skipped, with that reason, when it is unset. `.ci/run` sets it when CI has a copy of the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer_utils import data as fer_data
+from fer_utils import shipped
+from test_book import ROOT, toc_pages, working_tree_files
+
+DATA = os.environ.get("FER2013_TEST_DATA", "")
+pytestmark = [pytest.mark.fer2013,
+              pytest.mark.skipif(not DATA, reason="FER2013_TEST_DATA is unset: no real FER2013 to test on")]
+
+
+@pytest.fixture(scope="module")
+def fer2013() -> fer_data.FerData:
+    return fer_data.load(DATA, verbose=False)
+
+
+def test_the_file_is_fer2013s_official_release(fer2013):
+    assert shipped.is_official_release(fer2013)
+    assert len(fer2013.y["train"]) == 28_709 and len(fer2013.y["val"]) == 3_589
+
+
+@pytest.mark.parametrize("name", shipped.names())
+def test_the_cli_scores_a_shipped_run_as_its_metadata_says(name):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-m", "fer_utils", "evaluate", "--model", name, "--data", DATA,
+                             "--split", "val"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    scores, recorded = json.loads(result.stdout), shipped.meta(name)["publictest"]
+    assert scores["n"] == 3_589
+    assert abs(scores["accuracy"] - recorded["accuracy"]) <= 2 / 3_589  # another CPU may flip a borderline face
+    assert abs(scores["macro_f1"] - recorded["macro_f1"]) <= 0.002
+
+
+def needs_unshipped_run(page: str) -> bool:
+    """Whether a chapter shows a recipe's run that does not ship (training it would take hours)."""
+    source = (ROOT / "book" / f"{page}.ipynb").read_text()
+    return any(f'\\"{recipe}\\"' in source for recipe in ("augmented",) if recipe not in shipped.names())
+
+
+@pytest.fixture(scope="module")
+def real_book(tmp_path_factory) -> tuple[Path, str, list[str]]:
+    """`jb build book/` on FER2013 in a copy of the working tree, with the shipped runs; chapters that need a run
+    that does not ship yet are left out of the copy's table of contents."""
+    copy = tmp_path_factory.mktemp("real")
+    for name in working_tree_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    toc = yaml.safe_load((copy / "book" / "_toc.yml").read_text())
+    left_out = [entry["file"] for entry in toc["chapters"] if needs_unshipped_run(entry["file"])]
+    toc["chapters"] = [entry for entry in toc["chapters"] if entry["file"] not in left_out]
+    (copy / "book" / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    env = {**os.environ, "FER_DATA": DATA}
+    for knob in ("FER_SEED", "FER_EPOCHS", "FER_RETRAIN"):
+        env.pop(knob, None)
+    began = time.perf_counter()
+    result = subprocess.run([shutil.which("jb"), "build", "book/"], cwd=copy, capture_output=True, text=True, env=env,
+                            timeout=3600)
+    log = result.stdout + result.stderr
+    print(f"real-data build: {time.perf_counter() - began:.0f} s; left out (run not shipped): {left_out}")
+    assert result.returncode == 0, f"jb build book/ on FER2013 failed:\n{log[-6000:]}"
+    return copy / "_build" / "html", log, left_out
+
+
+def page_text(html: Path, page: str) -> str:
+    """A built page's visible text, roughly: tags dropped, whitespace folded."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (html / f"{page}.html").read_text()))
+
+
+def test_the_real_book_builds_without_warnings(real_book):
+    html, log, left_out = real_book
+    assert not [line for line in log.splitlines() if "WARNING: " in line and "absl::" not in line]
+    assert set(toc_pages()) - set(left_out) <= {p.stem for p in html.glob("*.html")}
+
+
+def test_the_real_book_says_fer2013_and_never_synthetic(real_book):
+    html, _, left_out = real_book
+    intro = page_text(html, "intro")
+    assert "This build used FER2013" in intro and "28,709" in intro and "3,589" in intro
+    for page in set(toc_pages()) - set(left_out):
+        assert "synthetic stand-in" not in page_text(html, page).lower() or page == "intro", page
+
+
+def test_pages_with_the_report_run_name_the_shipped_run(real_book):
+    html, _, left_out = real_book
+    showing = [p for p in ("02_history", "03_confusion", "05_filters") if p not in left_out]
+    assert showing
+    for page in showing:
+        assert "This page shows the shipped run report" in page_text(html, page), page
+
+
+def test_chapter_3_scores_the_shipped_run_as_recorded(real_book):
+    html, _, _ = real_book
+    accuracy = shipped.meta("report")["publictest"]["accuracy"]
+    assert f"{accuracy:.3f}" in page_text(html, "03_confusion")

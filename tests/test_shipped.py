@@ -1,0 +1,120 @@
+"""Shipped runs: which data counts as FER2013's official release, when the book uses them, and what it says."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fer_utils import book, models, shipped, training
+from fer_utils.data import CLASSES, FerData
+
+HELD_OUT = shipped.OFFICIAL_HELD_OUT
+
+
+def labels_data(train_counts, val: int = HELD_OUT, test: int = 0, source: str = "kaggle-csv") -> FerData:
+    """FerData with the given class counts in Training (images are 1x1 placeholders: only labels matter here)."""
+    y = {"train": np.repeat(np.arange(len(CLASSES)), train_counts), "val": np.arange(val) % len(CLASSES),
+         "test": np.arange(test) % len(CLASSES)}
+    return FerData({s: np.zeros((len(v), 1, 1), np.uint8) for s, v in y.items()}, y, source, None)
+
+
+@pytest.mark.parametrize(("data", "official"), [
+    (labels_data(shipped.OFFICIAL_TRAINING), True),  # Kaggle CSV without PrivateTest (a development copy)
+    (labels_data(shipped.OFFICIAL_TRAINING, test=HELD_OUT), True),  # the full release
+    (labels_data(shipped.OFFICIAL_TRAINING, source="image-folder"), True),  # the JPEG tree: same splits
+    (labels_data(shipped.OFFICIAL_TRAINING, source="course-csv"), False),  # validation carved out of Training
+    (labels_data(shipped.OFFICIAL_TRAINING, source="synthetic"), False),
+    (labels_data(np.subtract(shipped.OFFICIAL_TRAINING, [1, 0, 0, 0, 0, 0, 0])), False),  # a subset
+    (labels_data(shipped.OFFICIAL_TRAINING, val=HELD_OUT - 1), False),
+    (labels_data(shipped.OFFICIAL_TRAINING, test=100), False),
+], ids=["kaggle", "with-private", "folder", "course", "synthetic", "subset", "short-val", "short-test"])
+def test_only_the_official_release_is_recognised(data, official):
+    assert shipped.is_official_release(data) is official
+
+
+@pytest.fixture
+def fake_shipped(tmp_path, monkeypatch):
+    """A shipped `report` run (untrained weights, a made-up history) in a folder the package reads instead."""
+    config = book.book_config(labels_data(shipped.OFFICIAL_TRAINING), "report", "report")
+    history = pd.DataFrame({"accuracy": [0.5], "loss": [1.0], "val_accuracy": [0.4], "val_loss": [1.2]},
+                           index=pd.Index([1], name="epoch"))
+    meta = {"model": "report", "config": dataclasses.asdict(config), "seed": 0, "epochs_run": 1,
+            "seconds": 600.0, "device": "CPU (2 cores, x86_64)", "dtype_policy": "float32", "resumed_at": [4],
+            "finished": "2026-12-01 17:00 UTC", "commit": "0123456789abcdef" * 2 + "01234567",
+            "command": "python -m fer_utils train", "publictest": {"accuracy": 0.5}}
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "runs")
+    training.save_run(training.Run(models.build("report"), history, meta), tmp_path / "runs" / "report")
+    return meta
+
+
+def test_the_book_uses_a_shipped_run_only_for_exactly_that_training(fake_shipped, monkeypatch):
+    data = labels_data(shipped.OFFICIAL_TRAINING)
+    config = book.book_config(data, "report", "report")
+    assert shipped.names() == ["report"] and shipped.find(data, "report", config, 0) == "report"
+    assert shipped.find(data, "report", config, 1) is None  # another seed
+    assert shipped.find(data, "report", config.replace(epochs=3), 0) is None  # FER_EPOCHS elsewhere
+    assert shipped.find(data, "simple", config, 0) is None
+    assert shipped.find(labels_data(shipped.OFFICIAL_TRAINING, source="course-csv"), "report", config, 0) is None
+    monkeypatch.setenv("FER_RETRAIN", "1")
+    assert shipped.find(data, "report", config, 0) is None
+    monkeypatch.setenv("FER_RETRAIN", "0")
+    assert shipped.find(data, "report", config, 0) == "report"
+
+
+def test_book_run_loads_the_shipped_run_without_training_and_says_so(fake_shipped, monkeypatch):
+    monkeypatch.setattr(training, "train", lambda *a, **k: pytest.fail("a shipped run must not be trained again"))
+    monkeypatch.delenv("FER_SEED", raising=False)
+    monkeypatch.delenv("FER_EPOCHS", raising=False)
+    run = book.book_run(labels_data(shipped.OFFICIAL_TRAINING))
+    assert shipped.is_shipped(run) and run.meta == json.loads(json.dumps(fake_shipped))
+    line = book.provenance(run)
+    assert line.startswith("This page shows the shipped run `report` (the *report* recipe, 1 epochs, seed 0,")
+    assert "resumed after epoch 4" in line and "at commit `0123456789ab`" in line and "FER_RETRAIN=1" in line
+    with pytest.raises(FileNotFoundError, match="no shipped run named 'augmented'; shipped: report"):
+        shipped.load("augmented")
+
+
+def test_a_run_trained_by_the_build_says_where_it_is_kept(tiny_synthetic, tmp_path):
+    run = training.train("report", tiny_synthetic, training.REPORT.replace(epochs=1, batch_size=64), seed=3,
+                         cache_dir=tmp_path, verbose=0)
+    assert not shipped.is_shipped(run)
+    assert book.provenance(run) == (
+        f"This page shows a run trained by this build (the *report* recipe, 1 epochs, seed 3, "
+        f"{run.meta['dtype_policy']}, {run.meta['seconds'] / 60:.0f} minutes on {run.meta['device']}), "
+        f"kept in `.cache/runs/{run.path.name}`.")
+
+
+def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "fer_utils", *args], capture_output=True, text=True, env=env, cwd=cwd)
+
+
+def test_runs_lists_every_shipped_run_with_its_publictest_scores():
+    listed = [json.loads(line) for line in cli("runs").stdout.splitlines()]
+    assert [r["name"] for r in listed] == shipped.names()
+    for row in listed:
+        assert 0 < row["publictest"]["accuracy"] < 1 and row["dtype_policy"] == "float32"
+
+
+@pytest.mark.skipif(not shipped.names(), reason="no run ships with this checkout")
+def test_a_folder_named_like_a_shipped_run_wins_over_it(tmp_path, kaggle_csv):
+    name = shipped.names()[0]
+    by_name = cli("evaluate", "--model", name, "--data", str(kaggle_csv), "--split", "test", cwd=tmp_path)
+    assert by_name.returncode == 0, by_name.stderr
+    assert json.loads(by_name.stdout)["n"] == 5
+    (tmp_path / name).mkdir()  # a folder of that name, not a saved run: the CLI must read it and say so
+    folder = cli("evaluate", "--model", name, "--data", str(kaggle_csv), cwd=tmp_path)
+    assert folder.returncode == 2 and f"{name}: not a saved run" in folder.stderr
+
+
+def test_shipped_runs_fit_the_size_caps():
+    sizes = {name: sum(f.stat().st_size for f in (shipped.SHIPPED_DIR / name).iterdir()) for name in shipped.names()}
+    assert all(size <= 3_000_000 for size in sizes.values()), sizes
+    assert sum(sizes.values()) <= 8_000_000, sizes
