@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import zlib
@@ -24,6 +25,7 @@ DATA_DIR = PROJECT_ROOT / "data"
 # Looked for under data/, in this order, when FER_DATA is not set.
 DATA_CANDIDATES = ("fer2013.csv", "fer2013.csv.gz", "train.csv", "fer2013", ".")
 VAL_FRACTION = 0.1
+PARSED_DIR = PROJECT_ROOT / ".cache" / "data"  # parsed copies of data files, so each chapter reads in a second
 
 
 class DataError(ValueError):
@@ -84,10 +86,30 @@ def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = T
         from fer_utils.synthetic import make_synthetic
 
         data = make_synthetic(seed=seed)
+    elif target.is_file():
+        data = read_parsed(target, seed=seed)
     else:
         data = read(target, seed=seed)
     if verbose:
         print(data.describe())
+    return data
+
+
+def read_parsed(path: Path, seed: int = 0, cache_dir: Path = PARSED_DIR) -> FerData:
+    """`read` a data file once; later calls load its parsed arrays, kept under `cache_dir` by path, size and time."""
+    stat = path.stat()
+    key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, seed])
+    cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    if cached.exists():
+        with np.load(cached) as saved:
+            info = json.loads(str(saved["info"]))
+            return FerData({s: saved[f"x_{s}"] for s in SPLITS}, {s: saved[f"y_{s}"] for s in SPLITS}, **info)
+    data = read(path, seed=seed)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}.npz")
+    info = json.dumps({"source": data.source, "path": data.path, "notes": data.notes})
+    np.savez(partial, info=info, **{f"x_{s}": data.x[s] for s in SPLITS}, **{f"y_{s}": data.y[s] for s in SPLITS})
+    os.replace(partial, cached)  # whole or absent: a stopped write leaves no cache entry
     return data
 
 

@@ -55,3 +55,18 @@ def find(data: FerData, model: str, config: TrainConfig, seed: int) -> str | Non
 def is_shipped(run: Run) -> bool:
     """Whether `run` was loaded from the package's shipped runs."""
     return run.path is not None and Path(run.path).resolve().parent == SHIPPED_DIR
+
+
+def ship(run: Run, name: str, data: FerData) -> Path:
+    """Copy a finished FER2013 run into the package as `name`, with its PublicTest scores in the metadata."""
+    from fer_utils.evaluation import evaluate_views
+    from fer_utils.training import save_run
+
+    if not is_official_release(data):
+        raise ValueError(f"{data.path or data.source}: not FER2013's official release; only its runs ship")
+    views = evaluate_views(run.model, data.x["val"], data.y["val"])
+    scores = {"accuracy": views["one"].accuracy, "macro_f1": views["one"].macro_f1,
+              "accuracy_10_views": views["ten"].accuracy, "macro_f1_10_views": views["ten"].macro_f1}
+    target = SHIPPED_DIR / name
+    save_run(Run(run.model, run.history, {**run.meta, "publictest": scores}), target)
+    return target

@@ -198,3 +198,18 @@ def test_held_out_split_is_test_unless_empty(tmp_path, kaggle_csv):
     rows = [r for r in kaggle_csv.read_text().splitlines() if "PrivateTest" not in r]
     kaggle_csv.write_text("\n".join(rows) + "\n")
     assert data.read(kaggle_csv).held_out == "val"
+
+
+def test_a_data_file_is_parsed_once_and_then_read_back_identically(kaggle_csv, tmp_path, monkeypatch):
+    from fer_utils import data as fer_data
+
+    first = fer_data.read_parsed(kaggle_csv, cache_dir=tmp_path / "parsed")
+    (entry,) = (tmp_path / "parsed").iterdir()
+    monkeypatch.setattr(fer_data, "read", lambda *a, **k: pytest.fail("a parsed file must not be parsed again"))
+    again = fer_data.read_parsed(kaggle_csv, cache_dir=tmp_path / "parsed")
+    assert again.fingerprint == first.fingerprint and (again.source, again.path, again.notes) == (
+        first.source, first.path, first.notes)
+    monkeypatch.undo()
+    kaggle_csv.write_text(kaggle_csv.read_text().replace("PrivateTest", "PublicTest"))  # the file changes
+    changed = fer_data.read_parsed(kaggle_csv, cache_dir=tmp_path / "parsed")
+    assert len(changed.y["val"]) == 10 and len(list((tmp_path / "parsed").iterdir())) == 2
