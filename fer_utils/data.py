@@ -26,6 +26,7 @@ DATA_DIR = PROJECT_ROOT / "data"
 DATA_CANDIDATES = ("fer2013.csv", "fer2013.csv.gz", "train.csv", "fer2013", ".")
 VAL_FRACTION = 0.1
 PARSED_DIR = PROJECT_ROOT / ".cache" / "data"  # parsed copies of data files, so each chapter reads in a second
+PARSE_ONCE_BYTES = 10_000_000  # files at least this large are parsed once (FER2013 is about 85 MB gzipped)
 
 
 class DataError(ValueError):
@@ -86,7 +87,7 @@ def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = T
         from fer_utils.synthetic import make_synthetic
 
         data = make_synthetic(seed=seed)
-    elif target.is_file():
+    elif target.is_file() and target.stat().st_size >= PARSE_ONCE_BYTES:
         data = read_parsed(target, seed=seed)
     else:
         data = read(target, seed=seed)
