@@ -158,7 +158,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
         began = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=start, callbacks=callbacks,
                   verbose=_verbosity(verbose))
-        seconds = (state.seconds if state else 0.0) + time.perf_counter() - began
+        seconds = state.seconds if state else time.perf_counter() - began  # the state counts earlier attempts too
         frame = state.history if state else history_frame(model.history)
         recalibration_seconds = 0.0
         if config.recalibrate_bn:

@@ -170,14 +170,20 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_if_never_stopped(tmp
     import os
     import subprocess
     import sys
+    import time
 
     script = tmp_path / "resumable.py"
     script.write_text(RESUMABLE)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
+    walls = []
+
     def run(cache, kill_after: int) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, str(script), str(cache), str(kill_after)], capture_output=True,
+        began = time.perf_counter()
+        done = subprocess.run([sys.executable, str(script), str(cache), str(kill_after)], capture_output=True,
                               text=True, env=env, timeout=600)
+        walls.append(time.perf_counter() - began)
+        return done
 
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert run(whole, 0).returncode == 0
@@ -193,6 +199,7 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_if_never_stopped(tmp
     meta, history = json.loads((saved / "meta.json").read_text()), (saved / "history.csv").read_text()
     ((reference,),) = [[p for p in whole.iterdir() if p.is_dir()]]
     assert meta["resumed_at"] == [2] and meta["epochs_run"] == 3
+    assert json.loads((reference / "meta.json").read_text())["seconds"] < walls[0]  # training time, counted once
     assert history == (reference / "history.csv").read_text()  # all three epochs, the first two from the backup
     with np.load(whole / "weights-0.npz") as a, np.load(stopped / "weights-0.npz") as b:
         for name in a.files:
