@@ -75,18 +75,24 @@ def _short(kind: str, details: str) -> str:
     return " ".join(part for part in (names.get(kind, kind), details) if part)
 
 
-def history_figure(history: pd.DataFrame, best_epoch: int | None = None) -> Figure:
-    """Loss and accuracy per epoch, train against validation; a dotted line marks `best_epoch`."""
+def history_figure(history: pd.DataFrame, best_epoch: int | None = None, reference: dict | None = None) -> Figure:
+    """Loss and accuracy per epoch, train against validation; a dotted line marks `best_epoch`, and dashed lines
+    the final values of a `reference` run (keys loss, accuracy, val_loss, val_accuracy), such as the original
+    report's."""
     fig, axes = _figure(1, 2, figsize=(10, 3.8))
     for ax, metric, title in zip(axes, ("loss", "accuracy"), ("cross-entropy loss", "accuracy")):
         ax.plot(history.index, history[metric], **TRAIN_STYLE)
         ax.plot(history.index, history[f"val_{metric}"], **VAL_STYLE)
         if best_epoch is not None:
-            ax.axvline(best_epoch, color="#555", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch})")
+            ax.axvline(best_epoch, color="#555", linestyle=":", linewidth=1, label=f"best validation ({best_epoch})")
+        if reference is not None:
+            for key, style, who in ((metric, TRAIN_STYLE, "train"), (f"val_{metric}", VAL_STYLE, "validation")):
+                ax.axhline(reference[key], color=style["color"], linestyle="--", linewidth=1, alpha=0.6,
+                           label=f"original report, final {who}")
         ax.set(xlabel="epoch", title=title)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right")
+    axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -182,7 +188,7 @@ def recipes_figure(histories: dict[str, pd.DataFrame], reference: float | None =
 MAP_CMAP = "magma"  # a saliency map on its own
 OVERLAY_CMAP = "jet"  # a map laid over the face
 OVERLAY_FLOOR = 0.15  # overlay values below this stay transparent, so the face shows through
-REGION_COLOURS = {"brows": "#1f77b4", "eyes": "#2ca02c", "nose": "#ff7f0e", "mouth": "#d62728"}
+REGION_COLOURS = {"brows": "#1f77b4", "eyes": "#2ca02c", "nose": "#ff7f0e", "mouth": "#d62728", "forehead": "#9467bd"}
 
 
 def regions_figure(mean_face: np.ndarray, regions: dict, face_box: tuple) -> Figure:

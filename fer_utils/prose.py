@@ -73,11 +73,17 @@ def ratio(value: float) -> str:
     return "below"
 
 
-def correlation(r: float) -> str:
-    """A Pearson correlation in words: 'strongly', 'moderately', 'weakly' or 'hardly' (by |r|), signed."""
-    size = abs(r)
-    word = "strongly" if size >= 0.5 else "moderately" if size >= 0.3 else "weakly" if size >= 0.1 else "hardly"
-    return word if r >= 0 or word == "hardly" else f"{word} negatively"
+def brightness(r: float) -> str:
+    """What saliency maps do with the light, given their mean correlation `r` with the images' grey levels."""
+    if r >= 0.5:
+        return "follow the image's brightness strongly"
+    if r >= 0.3:
+        return "follow the image's brightness moderately"
+    if r >= 0.1:
+        return "follow the image's brightness weakly"
+    if r > -0.1:
+        return "hardly follow the image's brightness"
+    return "lean away from the bright pixels"
 
 
 def loss_trend(epochs: int, lowest_epoch: int, last_train_loss: float, train_loss_then: float) -> str:
