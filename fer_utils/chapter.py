@@ -76,19 +76,29 @@ class Chapter:
         return self.data.y[self.split]
 
     def glue(self, values: dict | None = None, **more) -> None:
-        """Glue every value for the prose, without displaying it; strings that hold MyST go in as Markdown."""
-        from myst_nb import glue
-
-        for key, value in {**(values or {}), **more}.items():
-            glue(key, value, display=False)
+        """Glue every value for the prose (see `glue`)."""
+        glue(values, **more)
 
     def table(self, frame: pd.DataFrame, caption: str, name: str, **formats) -> None:
-        """Show `frame` as a numbered MyST table (`plots.table_markdown`) that {numref}`name` can cite."""
-        from IPython.display import Markdown, display
+        """Show `frame` as a numbered table (see `table`)."""
+        table(frame, caption, name, **formats)
 
-        from fer_utils import plots
 
-        display(Markdown(plots.table_markdown(frame, caption, name, **formats)))
+def glue(values: dict | None = None, **more) -> None:
+    """Glue every value for the prose, without displaying it; MyST to be parsed goes in as IPython's Markdown."""
+    from myst_nb import glue as myst_glue
+
+    for key, value in {**(values or {}), **more}.items():
+        myst_glue(key, value, display=False)
+
+
+def table(frame: pd.DataFrame, caption: str, name: str, **formats) -> None:
+    """Show `frame` as a numbered MyST table (`plots.table_markdown`) that {numref}`name` can cite."""
+    from IPython.display import Markdown, display
+
+    from fer_utils import plots
+
+    display(Markdown(plots.table_markdown(frame, caption, name, **formats)))
 
 
 def data_name(data: FerData) -> str:
@@ -266,7 +276,8 @@ def confusion_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
         "share of true class": pairs["share_of_true"].map("{:.1%}".format),
         "images": [f"{n} of {per_class.loc[t, 'support']}" for n, t in zip(pairs["count"], pairs["true"])],
         "shared action units": [prose.shared_actions(t, p) for t, p in zip(pairs["true"], pairs["predicted"])],
-        "predicted class's share of training": [f"{train_counts[p] / train_counts.sum():.0%}" for p in pairs["predicted"]],
+        "predicted class's share of training": [f"{train_counts[p] / train_counts.sum():.0%}"
+                                                for p in pairs["predicted"]],
     })
     top = ev.most_confused(1).iloc[0]
     off = [(t, p) for t in CLASSES for p in CLASSES if t != p]
@@ -288,7 +299,7 @@ def confusion_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
         "top_true": top["true"], "top_predicted": top["predicted"], "top_share": float(top["share_of_true"]),
         "top_shared": prose.shared_actions(top["true"], top["predicted"]),
         "sharing_confusion": float(confused[sharing].mean()), "other_confusion": float(confused[~sharing].mean()),
-        "sharing_vs_other": prose.compare(float(confused[sharing].mean()), float(confused[~sharing].mean()), 0.002),
+        "sharing_vs_other": prose.how_often(float(confused[sharing].mean()), float(confused[~sharing].mean()), 0.002),
         "n_sharing": int(sharing.sum()), "n_pairs": len(off),
         **{f"low_{i}": c for i, c in enumerate(low, 1)},
         **{f"low_{i}_recall": float(per_class.loc[c, "recall"]) for i, c in enumerate(low, 1)},
@@ -393,7 +404,8 @@ def saliency_facts(ch: Chapter) -> tuple[dict, dict[str, pd.DataFrame]]:
         "mouth_median_x": float(report["mouth"].median()), "eye_class": eye_brow.idxmax(),
         "eye_class_x": float(eye_brow.max()), "eye_class_mouth_x": float(report.loc[eye_brow.idxmax(), "mouth"]),
         "agree": int((tops["report"] == tops["simple"]).sum()),
-        "au_match": int(sum(tops["report"][c] in prose.action_regions(c) for c in expected)), "au_classes": len(expected),
+        "au_match": int(sum(tops["report"][c] in prose.action_regions(c) for c in expected)),
+        "au_classes": len(expected),
         "right_wrong_words": prose.mistakes_and_focus(gaps),
         "smooth_words": prose.border_shift([overall[k, "SmoothGrad"]["border"] - overall[k, "vanilla"]["border"]
                                             for k in ch.runs]),
@@ -405,9 +417,10 @@ def saliency_facts(ch: Chapter) -> tuple[dict, dict[str, pd.DataFrame]]:
             .assign(model=names[k]) for k in ch.runs])),
     })
     tables = {
-        "methods": pd.DataFrame([{"model": names[k], "map": method, **{p: f"{v:.0%}" for p, v in overall[k, method].items()}}
-                                 for k in ch.runs for method in MAP_KINDS]
-                                + [{"model": "(uniform map)", "map": "area", **{p: f"{v:.0%}" for p, v in area.items()}}]),
+        "methods": pd.DataFrame([{"model": names[k], "map": method, **{p: f"{v:.0%}" for p, v in parts.items()}}
+                                 for (k, method), parts in overall.items()]
+                                + [{"model": "(uniform map)", "map": "area",
+                                    **{p: f"{v:.0%}" for p, v in area.items()}}]),
         "top": pd.DataFrame({names[k]: [f"{tops[k][c]} ({enrichment[k].loc[c, tops[k][c]]:.1f}×)" for c in CLASSES]
                              for k in ch.runs} | {"regions of its action units":
                                                   [prose.join(prose.action_regions(c), empty="-") for c in CLASSES]},
@@ -446,12 +459,15 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
     probs = evaluation.predict(model, x)
     responses = explain.layer_outputs(model, x, layer)  # (N, h, w, C): the feature maps
     n_filters = responses.shape[-1]
-    # Two faces: one correctly classified image (chapter 4's rule) of each of the two classes whose mean feature
-    # maps lie furthest apart.
-    means = np.stack([responses[y == c].mean(axis=0).ravel() for c in range(len(CLASSES))])
-    pair = np.unravel_index(np.linalg.norm(means[:, None] - means[None], axis=-1).argmax(), (len(CLASSES),) * 2)
-    chosen = explain.select_examples(y, probs, seed=seed)
-    shown = [int(chosen[(chosen["true"] == CLASSES[c]) & chosen["correct"]]["index"].iloc[0]) for c in pair]
+    # Two faces: one correctly classified image (chapter 4's rule) of each of the two classes, among those with
+    # such an image, whose mean feature maps lie furthest apart.
+    chosen = explain.select_examples(y, probs, seed=seed).sort_values("correct", ascending=False, kind="stable")
+    candidates = sorted({CLASSES.index(c) for c in chosen.loc[chosen["correct"], "true"]})
+    candidates = candidates if len(candidates) >= 2 else sorted({CLASSES.index(c) for c in chosen["true"]})
+    means = np.stack([responses[y == c].mean(axis=0).ravel() for c in candidates])
+    far = np.unravel_index(np.linalg.norm(means[:, None] - means[None], axis=-1).argmax(), (len(candidates),) * 2)
+    pair = [candidates[i] for i in far]
+    shown = [int(chosen.loc[chosen["true"] == CLASSES[c], "index"].iloc[0]) for c in pair]
     peaks = responses[shown].max(axis=(1, 2))
     per_map = responses.transpose(0, 3, 1, 2).reshape(-1, *responses.shape[1:3])  # one map per image and filter
     active = per_map.max(axis=(1, 2)) > 0
@@ -463,7 +479,7 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
     top_maps = explain.filter_saliency(model, x[top[:, :4].ravel()], np.repeat(np.arange(n_filters), 4), layer)
     am = explain.activation_maximization(model, response, steps=AM_STEPS, seed=seed, jitter=AM_JITTER,
                                          tv_weight=AM_TV)
-    am_response = explain.layer_outputs(model, am, response).mean(axis=(1, 2))[np.arange(n_filters), np.arange(n_filters)]
+    am_response = np.diagonal(explain.layer_outputs(model, am, response).mean(axis=(1, 2)))
     data_response = explain.layer_outputs(model, x, response).mean(axis=(1, 2)).max(axis=0)
     ratio = am_response / np.where(data_response > 0, data_response, np.nan)
 
@@ -475,13 +491,16 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
     regions = profile["region"].value_counts()
     selective = profile[profile["top_class_share"] >= 2 / 3]["top_class"].value_counts()
     groups = dict(list(profile.groupby("top_class")))
-    summary = pd.DataFrame({c: {"filters": ", ".join(str(f) for f in groups[c].index),
-                                "main regions": ", ".join(f"{r} ({n})" for r, n in groups[c]["region"].value_counts().items())}
-                            for c in CLASSES if c in groups}).T.rename_axis("top class")
+    summary = pd.DataFrame({
+        c: {"filters": ", ".join(str(f) for f in group.index),
+            "main regions": prose.join(f"{r} ({n})" for r, n in group["region"].value_counts().items())}
+        for c, group in groups.items()}).T.reindex([c for c in CLASSES if c in groups])
+    summary = summary.rename_axis("top class")
     labels = [f"{CLASSES[y[i]]} (p = {probs[i, y[i]]:.2f})" for i in shown]
     titles = [f"{f}: {r['top_class']} {r['top_class_share']:.0%}, {r['region']}" for f, r in profile.iterrows()]
     facts = {
-        "last_conv": conv.name, "kernel": "×".join(map(str, conv.kernel_size)), "in_channels": int(conv.input.shape[-1]),
+        "last_conv": conv.name, "kernel": "×".join(map(str, conv.kernel_size)),
+        "in_channels": int(conv.input.shape[-1]),
         "n_filters": n_filters, "map_size": "×".join(map(str, responses.shape[1:3])),
         "rf": explain.receptive_field(model, layer), "n_split": len(y), "input_side": IMAGE_SIZE,
         "n_dense_hidden": len(models_report_dense()), "embed_units": int(embedding.shape[-1]),
@@ -500,7 +519,8 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
         "selective_classes": prose.join(f"{c} ({n})" for c, n in selective.items()),
         "missing_classes": prose.join([c for c in CLASSES if c not in set(profile["top_class"])]),
         "feature_share": float(profile["feature_share"].mean()),
-        "always_on": int((profile["active_share"] > 0.99).sum()), "rarely_on": int((profile["active_share"] < 0.5).sum()),
+        "always_on": int((profile["active_share"] > 0.99).sum()),
+        "rarely_on": int((profile["active_share"] < 0.5).sum()),
         **{f"knn_{k}": v for k, v in agreement.items()}, "knn_words": prose.rises(list(agreement.values())),
         "n_embed": len(embed_idx),
         "fig-feature-maps": plots.feature_maps_figure(x[shown], responses[shown], labels),
@@ -524,3 +544,58 @@ def models_report_dense() -> tuple[int, ...]:
     from fer_utils import models
 
     return tuple(models.REPORT_DENSE)
+
+
+# --- chapter 6 ---------------------------------------------------------------------------------------------------
+
+
+def show_steps(steps) -> None:
+    """Display derivation steps: each sentence, then its display maths."""
+    from IPython.display import Markdown, display
+
+    display(Markdown("\n\n".join(f"{s.text}\n\n$$\n{s.latex}\n$$" for s in steps)))
+
+
+def show_checks(*checks) -> None:
+    """Display checks as a table: name, verdict, detail."""
+    from IPython.display import Markdown, display
+
+    rows = ["| Check | Verdict | Detail |", "|---|---|---|"]
+    rows += [f"| {c.name} | {'passed' if c.passed else 'FAILED'} | {c.detail} |" for c in checks]
+    display(Markdown("\n".join(rows)))
+
+
+def conv_grid() -> pd.DataFrame:
+    """The grid of convolution settings chapter 6 runs through Keras."""
+    from fer_utils import derivations as d
+
+    return pd.DataFrame({"values": {key: ", ".join(map(str, values)) for key, values in d.CONV_GRID.items()}}
+                        ).rename_axis("grid parameter")
+
+
+def math_facts(v) -> dict:
+    """Chapter 6's numbers, and its results as inline maths taken from the proved steps (`derivations.verify_all`)."""
+    from IPython.display import Markdown
+
+    from fer_utils import derivations as d
+    from fer_utils import plots
+
+    bn_grads, bn_update = v.batchnorm_tf
+    sm_full, sm_term = v.softmax_tf
+    result = {s.latex.split(" = ")[0]: s.latex for s in (*v.batchnorm.steps, *v.softmax.steps)}
+    inline = lambda latex: Markdown(f"${latex}$")  # noqa: E731
+    return {
+        "n_symbolic": len(v.symbolic), "n_numeric": len(v.numeric), "max_diff": v.max_abs_diff, "tol": d.TF_TOL,
+        "conv_counting": v.conv_counting.cases, "conv_grid": v.conv_tf.cases,
+        "conv_tf_diff": int(v.conv_tf.max_abs_diff), "bn_m": v.m, "bn_total": len(v.batchnorm.checks),
+        "bn_general_total": len(v.batchnorm_general.checks), "bn_local_total": len(v.batchnorm_local.checks),
+        "bn_tf_cases": bn_grads.cases, "bn_tf_diff": bn_grads.max_abs_diff, "bn_update_cases": bn_update.cases,
+        "bn_update_diff": bn_update.max_abs_diff, "classes": v.classes, "sm_tf_cases": sm_full.cases,
+        "sm_tf_diff": max(sm_full.max_abs_diff, sm_term.max_abs_diff),
+        "conv_shape": inline(v.conv.steps[-1].latex.replace(r"\text{output shape} = ", "")),
+        "bn_gamma": inline(result[r"\frac{\partial \ell}{\partial \gamma}"]),
+        "bn_beta": inline(result[r"\frac{\partial \ell}{\partial \beta}"]),
+        "bn_x": inline(v.batchnorm.steps[-1].latex), "sm_full": inline(v.softmax.steps[3].latex),
+        "sm_term": inline(v.softmax.steps[4].latex),
+        "fig-bn-graph": plots.batchnorm_graph_figure(),
+    }

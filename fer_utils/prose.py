@@ -48,6 +48,12 @@ def compare(value: float, reference: float, tolerance: float = 0.005) -> str:
     return "above" if value > reference else "below"
 
 
+def how_often(value: float, reference: float, tolerance: float = 0.005) -> str:
+    """'more often than', 'less often than' or 'about as often as': a rate against a reference rate."""
+    return {"above": "more often than", "below": "less often than", "level with": "about as often as"}[
+        compare(value, reference, tolerance)]
+
+
 def gains(value: float, reference: float, tolerance: float = 0.005) -> str:
     """'gains', 'loses' or 'neither gains nor loses': what moving from `reference` to `value` does."""
     return {"above": "gains", "below": "loses", "level with": "neither gains nor loses"}[

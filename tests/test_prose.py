@@ -25,6 +25,15 @@ def test_compare(value, reference, words):
 
 
 @pytest.mark.parametrize("value, reference, words", [
+    (0.061, 0.032, "more often than"),  # FER2013-like: pairs sharing an action unit confused more
+    (0.010, 0.074, "less often than"),  # the stand-in
+    (0.030, 0.032, "about as often as"),
+])
+def test_how_often(value, reference, words):
+    assert prose.how_often(value, reference, 0.005) == words
+
+
+@pytest.mark.parametrize("value, reference, words", [
     (0.646, 0.610, "gains"), (0.590, 0.600, "loses"), (0.612, 0.610, "neither gains nor loses")])
 def test_gains(value, reference, words):
     assert prose.gains(value, reference) == words
