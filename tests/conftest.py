@@ -1,9 +1,12 @@
-"""Shared fixtures: small FER files in every supported format, written by the tests themselves."""
+"""Shared fixtures: small FER files in every supported format, written by the tests themselves, and the book built
+once per session from a copy of the working tree (test_book.py and test_pdf.py use it)."""
 
 from __future__ import annotations
 
 import gzip
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -12,6 +15,8 @@ import numpy as np
 import pytest
 
 from fer_utils.data import CLASSES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def pixels_text(image: np.ndarray) -> str:
@@ -52,3 +57,27 @@ def tiny_synthetic():
     from fer_utils.synthetic import make_synthetic
 
     return make_synthetic(seed=1, scale=0.05)
+
+
+def working_tree_files() -> list[str]:
+    """Tracked files and untracked files git does not ignore: what a fresh clone plus new work holds."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout
+    return [f for f in listed.split("\0") if f and (ROOT / f).is_file()]
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> tuple[Path, str]:
+    """Copy the working tree, run the literal `jb build book/` there; return its HTML folder and its log."""
+    jb = shutil.which("jb")
+    assert jb, "the `jb` command is missing: pip install -r requirements.txt"
+    copy = tmp_path_factory.mktemp("clone")
+    for name in working_tree_files():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, copy / name)
+    result = subprocess.run([jb, "build", "book/"], cwd=copy, capture_output=True, text=True, timeout=3600)
+    log = result.stdout + result.stderr
+    (copy / "_build").mkdir(exist_ok=True)
+    (copy / "_build" / "build.log").write_text(log)
+    assert result.returncode == 0, f"jb build book/ failed:\n{log[-6000:]}"
+    return copy / "_build" / "html", log
