@@ -45,6 +45,7 @@ INTRO_REAL = """:::{{admonition}} This build used FER2013
 Read from `{path}` ({source}). {notes}
 :::"""
 SPLIT_WORDS = {"test": "test", "val": "validation"}
+EXAMPLES_PER_CLASS = 4  # training images per class in the introduction's figure
 REPORT = ("report", book.RECIPE)  # the report CNN as chapters 2 to 5 show it: start(report=REPORT)
 
 
@@ -134,6 +135,8 @@ def intro_facts(data: FerData) -> dict:
     import tensorflow as tf
     from IPython.display import Markdown
 
+    from fer_utils import plots
+
     counts = data.counts()
     train = counts.drop("total")["train"]
     config = book.book_config(data, "report", book.RECIPE)
@@ -145,7 +148,8 @@ def intro_facts(data: FerData) -> dict:
         "fingerprint": data.fingerprint, "tf_version": tf.__version__, "recipe": book.RECIPE,
         "epochs": int(config.epochs), "rarest": train.idxmin(), "rarest_share": float(train.min() / train.sum()),
         "commonest": train.idxmax(), "commonest_share": float(train.max() / train.sum()),
-        "notice": Markdown(notice(data)),
+        "notice": Markdown(notice(data)), "examples_per_class": EXAMPLES_PER_CLASS,
+        "fig-examples": plots.class_examples_figure(data.x["train"], data.y["train"], EXAMPLES_PER_CLASS, book.seed()),
     }
 
 
@@ -324,6 +328,7 @@ def confusion_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
 # --- chapter 4 ---------------------------------------------------------------------------------------------------
 
 PER_CLASS = 15  # images per class, drawn at random, behind chapter 4's region numbers
+MIN_MISTAKES = 3  # mistakes a model needs in chapter 4's sample before its right and wrong maps are compared
 PRIMARY = "vanilla"  # chapter 4's region numbers read the plain gradient; SmoothGrad and Grad-CAM++ are compared
 MAP_KINDS = {"vanilla": "vanilla", "SmoothGrad": "smooth", "Grad-CAM++": "cam"}
 
@@ -387,7 +392,8 @@ def saliency_facts(ch: Chapter) -> tuple[dict, dict[str, pd.DataFrame]]:
                       f"{k}_n_wrong": int((~right).sum()), f"{k}_right_features": float(features[right].mean()),
                       f"{k}_wrong_features": float(features[~right].mean()) if (~right).any() else float("nan"),
                       f"{k}_forehead_words": prose.ratio(overall[k, PRIMARY]["forehead"] / area["forehead"])})
-    gaps = [facts[f"{k}_right_features"] - facts[f"{k}_wrong_features"] for k in ch.runs if facts[f"{k}_n_wrong"] >= 3]
+    gaps = [facts[f"{k}_right_features"] - facts[f"{k}_wrong_features"] for k in ch.runs
+            if facts[f"{k}_n_wrong"] >= MIN_MISTAKES]
     report = enrichment["report"]
     eye_brow = (report["eyes"] * areas["eyes"] + report["brows"] * areas["brows"]) / areas[["eyes", "brows"]].sum()
     tops = {k: e[list(explain.FEATURE_REGIONS)].idxmax(axis=1) for k, e in enrichment.items()}
@@ -397,7 +403,8 @@ def saliency_facts(ch: Chapter) -> tuple[dict, dict[str, pd.DataFrame]]:
         same, other = (float(np.nanmean(explain.map_correlation(a, bb))) for bb in (b, np.roll(b, 1, axis=0)))
         facts.update({f"corr_{key}": same, f"corr_{key}_other": other, f"corr_{key}_words": prose.alike(same, other)})
     facts.update({
-        "n_sample": len(sample), "per_class": PER_CLASS, "smooth_samples": explain.SMOOTH_SAMPLES,
+        "n_sample": len(sample), "per_class": PER_CLASS, "min_mistakes": MIN_MISTAKES,
+        "smooth_samples": explain.SMOOTH_SAMPLES,
         "smooth_noise": explain.SMOOTH_NOISE, "overlay_floor": plots.OVERLAY_FLOOR,
         "mouth_class": report["mouth"].idxmax(), "mouth_class_x": float(report["mouth"].max()),
         "mouth_class_simple_x": float(enrichment["simple"].loc[report["mouth"].idxmax(), "mouth"]),
@@ -440,6 +447,9 @@ def models_simple() -> tuple[tuple[int, ...], int]:
 # --- chapter 5 ---------------------------------------------------------------------------------------------------
 
 TOP_K = 9  # top-activating images per filter
+SELECTIVE = 2 / 3  # a filter is class-selective when this share of its top images comes from one class
+ALWAYS_ON, RARELY_ON = 0.99, 0.5  # shares of the images a filter fires on: nearly always, rarely
+NEIGHBOURS = 5  # explain.neighbour_agreement's k
 AM_STEPS, AM_JITTER, AM_TV = 200, 2, 1.0  # activation maximisation: Adam steps, jitter (pixels), total variation
 EMBED_PER_CLASS = 150  # images per class in the embedding map
 
@@ -485,11 +495,11 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
 
     embed_idx = explain.sample_per_class(y, EMBED_PER_CLASS, seed=seed)
     embedding = explain.layer_outputs(model, x[embed_idx], explain.EMBEDDING_LAYER)
-    agreement = {"pixels": explain.neighbour_agreement(scale(x[embed_idx]), y[embed_idx]),
-                 "last_conv": explain.neighbour_agreement(responses[embed_idx], y[embed_idx]),
-                 "embedding": explain.neighbour_agreement(embedding, y[embed_idx])}
+    agreement = {"pixels": explain.neighbour_agreement(scale(x[embed_idx]), y[embed_idx], k=NEIGHBOURS),
+                 "last_conv": explain.neighbour_agreement(responses[embed_idx], y[embed_idx], k=NEIGHBOURS),
+                 "embedding": explain.neighbour_agreement(embedding, y[embed_idx], k=NEIGHBOURS)}
     regions = profile["region"].value_counts()
-    selective = profile[profile["top_class_share"] >= 2 / 3]["top_class"].value_counts()
+    selective = profile[profile["top_class_share"] >= SELECTIVE]["top_class"].value_counts()
     groups = dict(list(profile.groupby("top_class")))
     summary = pd.DataFrame({
         c: {"filters": ", ".join(str(f) for f in group.index),
@@ -519,8 +529,9 @@ def filter_facts(ch: Chapter, run) -> tuple[dict, dict[str, pd.DataFrame]]:
         "selective_classes": prose.join(f"{c} ({n})" for c, n in selective.items()),
         "missing_classes": prose.join([c for c in CLASSES if c not in set(profile["top_class"])]),
         "feature_share": float(profile["feature_share"].mean()),
-        "always_on": int((profile["active_share"] > 0.99).sum()),
-        "rarely_on": int((profile["active_share"] < 0.5).sum()),
+        "always_on": int((profile["active_share"] > ALWAYS_ON).sum()), "always_share": ALWAYS_ON,
+        "rarely_on": int((profile["active_share"] < RARELY_ON).sum()), "rarely_share": RARELY_ON,
+        "selective_share": SELECTIVE, "neighbours": NEIGHBOURS,
         **{f"knn_{k}": v for k, v in agreement.items()}, "knn_words": prose.rises(list(agreement.values())),
         "n_embed": len(embed_idx),
         "fig-feature-maps": plots.feature_maps_figure(x[shown], responses[shown], labels),
@@ -599,3 +610,115 @@ def math_facts(v) -> dict:
         "sm_term": inline(v.softmax.steps[4].latex),
         "fig-bn-graph": plots.batchnorm_graph_figure(),
     }
+
+
+# --- chapter 7 ---------------------------------------------------------------------------------------------------
+
+RECIPE_SCORES = ("accuracy", "accuracy (flip TTA)", "accuracy (10 views)", "macro-F1", "macro-F1 (10 views)")
+
+
+def recipe_facts(report, augmented) -> dict:
+    """The augmented recipe's settings, for chapter 7's description of it; raises if it changes something the
+    description does not cover (the batch, the optimiser) or the report recipe changes anything."""
+    from fer_utils import training
+
+    plain = training.RECIPES["report"]
+    same = ("batch_size", "learning_rate", "beta_1", "beta_2")
+    if any(getattr(report, k) != getattr(augmented, k) for k in same) or any(
+            getattr(report, k) != getattr(plain, k) for k in ("augment", "label_smoothing", "schedule",
+                                                               "recalibrate_bn", "input_norm")):
+        raise AssertionError("chapter 7 describes the augmented recipe as the report recipe's batch and optimiser")
+    if not (augmented.input_norm == "per_image" and augmented.augment and augmented.schedule == "cosine"
+            and augmented.label_smoothing > 0 and augmented.recalibrate_bn):
+        raise AssertionError("chapter 7 describes standardisation, augmentation, cosine decay, label smoothing "
+                             "and BatchNorm recalibration; the augmented recipe no longer has them all")
+    return {"batch": report.batch_size, "lr": report.learning_rate, "beta_1": report.beta_1, "beta_2": report.beta_2,
+            "augmentation": training.describe_augmentation(augmented.augmentation),
+            "cosine_floor": training.COSINE_FLOOR, "smoothing": augmented.label_smoothing,
+            "recipe_epochs": augmented.epochs, "report_recipe_epochs": report.epochs}
+
+
+def beyond_facts(ch: Chapter) -> tuple[dict, pd.DataFrame]:
+    """Chapter 7's numbers: both recipes (runs 'report' and 'augmented' of `ch`) on the validation split with one
+    view and with ten, their curves, the average of the two networks, and what the augmented recipe does to the
+    saliency maps of the same faces."""
+    from fer_utils import book, evaluation, plots
+
+    runs, x, y = ch.runs, ch.data.x["val"], ch.data.y["val"]
+    table = evaluation.compare_runs(runs, x, y)
+    plain, augmented = table.loc["report"], table.loc["augmented"]
+    orig = original.FINAL_EPOCH["val_accuracy"]
+    views = [evaluation.predict(run.model, x, tta=True) for run in runs.values()]
+    together = evaluation.ensemble(views, y)
+    best = float(table["accuracy (flip TTA)"].max())
+    shared = together["all_wrong"] / max(1 - best, 1e-9)
+    facts = {
+        **recipe_facts(book.book_config(ch.data, "report", "report"), book.book_config(ch.data, "report", "augmented")),
+        "n_val": int(len(y)), "orig_val_accuracy": orig, "n_params": int(runs["augmented"].model.count_params()),
+        "device_trained": runs["augmented"].meta["device"],
+        **{f"{k}_{s}": float(row[c]) for k, row in (("plain", plain), ("augmented", augmented))
+           for s, c in (("acc", "accuracy"), ("acc_flip", "accuracy (flip TTA)"), ("acc_10", "accuracy (10 views)"),
+                        ("f1", "macro-F1"), ("f1_10", "macro-F1 (10 views)"))},
+        **{f"{k}_epochs": int(run.meta["epochs_run"]) for k, run in (("plain", runs["report"]),
+                                                                     ("augmented", runs["augmented"]))},
+        "gain_one": prose.gains(augmented["accuracy"], plain["accuracy"]),
+        "gain_one_points": abs(100 * float(augmented["accuracy"] - plain["accuracy"])),
+        "gain_ten": prose.gains(augmented["accuracy (10 views)"], plain["accuracy (10 views)"]),
+        "gain_ten_points": abs(100 * float(augmented["accuracy (10 views)"] - plain["accuracy (10 views)"])),
+        "vs_original": prose.compare(float(augmented["accuracy"]), orig),
+        "vs_original_points": abs(100 * float(augmented["accuracy"] - orig)),
+        "agree": 100 * together["agreement"], "all_wrong": 100 * together["all_wrong"],
+        "either_right": 100 * (1 - together["all_wrong"]), "shared": 100 * shared,
+        "ensemble_acc": together["accuracy"], "ensemble_f1": together["macro_f1"], "best_single": best,
+        "ensemble_vs_best": prose.compare(together["accuracy"], best),
+        "ensemble_points": abs(100 * (together["accuracy"] - best)),
+        "averaging": prose.averaging(together["accuracy"], best, shared),
+        "fig-recipes": plots.recipes_figure({r: run.history for r, run in runs.items()}, orig),
+    }
+    for k, run in (("plain", runs["report"]), ("augmented", runs["augmented"])):
+        history = run.history
+        facts.update({f"{k}_peak": int(history["val_accuracy"].idxmax()),
+                      f"{k}_gap": abs(100 * float(history["accuracy"].iloc[-1] - history["val_accuracy"].iloc[-1])),
+                      f"{k}_gap_side": prose.compare(float(history["accuracy"].iloc[-1]),
+                                                     float(history["val_accuracy"].iloc[-1]), 0),
+                      f"{k}_rising": prose.still_rising(int(history["val_accuracy"].idxmax()), len(history))})
+    facts.update(standardisation_facts(ch, x, y))
+    shown = (table.drop(columns="device")
+             .assign(**{c: table[c].map("{:.3f}".format) for c in RECIPE_SCORES},
+                     minutes=table["minutes"].map("{:.0f}".format))
+             .rename(columns={"accuracy (flip TTA)": "acc. + flip", "accuracy (10 views)": "acc. 10 views",
+                              "macro-F1 (10 views)": "F1 10 views", "best epoch": "best"}))
+    return facts, shown
+
+
+def standardisation_facts(ch: Chapter, x: np.ndarray, y: np.ndarray) -> dict:
+    """The report recipe's and the augmented recipe's saliency maps (vanilla gradient of the true class) of the same
+    faces: a figure of one face per class that both classify right, and, over a random sample, how alike the two
+    maps of a face are, where their mass goes and how far they follow the light."""
+    from fer_utils import evaluation, explain, plots
+
+    seed, models = ch.seed, {k: ch.runs[k].model for k in ("report", "augmented")}
+    right = np.all([evaluation.predict(m, x).argmax(axis=1) == y for m in models.values()], axis=0)
+    rng = np.random.default_rng(seed)
+    examples = np.array([rng.choice(np.flatnonzero(right & (y == c))) for c in range(len(CLASSES))
+                         if np.any(right & (y == c))], dtype=np.int64)
+    sample = explain.sample_per_class(y, PER_CLASS, seed=seed)
+    both = np.concatenate([examples, sample])
+    maps = {k: explain.saliency(m, x[both], y[both], seed=seed) for k, m in models.items()}
+    stats = {k: m[len(examples):] for k, m in maps.items()}
+    same = float(np.nanmean(explain.map_correlation(stats["report"], stats["augmented"])))
+    other = float(np.nanmean(explain.map_correlation(stats["report"], np.roll(stats["augmented"], 1, axis=0))))
+    area = _parts(pd.DataFrame([explain.region_areas()]))
+    facts = {"std_corr": same, "std_corr_other": other, "std_words": prose.alike(same, other),
+             "std_n_sample": len(sample), "std_features_area": area["features"], "std_forehead_area": area["forehead"]}
+    for k in models:
+        parts = _parts(explain.region_shares(stats[k]))
+        bright = float(np.nanmean(explain.brightness_correlation(stats[k], x[sample])))
+        facts.update({f"std_{k}_features": parts["features"], f"std_{k}_forehead": parts["forehead"],
+                      f"std_{k}_border": parts["border"], f"std_{k}_bright": bright,
+                      f"std_{k}_bright_words": prose.brightness(bright)})
+    panels = {"report recipe": (maps["report"][:len(examples)], True),
+              "augmented recipe": (maps["augmented"][:len(examples)], True)}
+    facts["fig-standardised-saliency"] = plots.saliency_grid(x[examples], [CLASSES[c] for c in y[examples]], panels,
+                                                             per_row=4)
+    return facts

@@ -168,6 +168,31 @@ def _latex_eq(lhs: sp.Expr, rhs: sp.Expr) -> str:
     return _tex(sp.Eq(lhs, rhs, evaluate=False))
 
 
+# Results as a person writes them. SymPy stores a sum or product in its own order (beta + gamma xhat, -(y - 1) yhat);
+# a written form is the same expression built unevaluated, in reading order, and printed in that order. It is shown
+# only where it equals the proven form exactly; elsewhere the proven form is printed as SymPy has it.
+
+
+def _u(func: type[sp.Basic], *args: sp.Basic) -> sp.Expr:
+    """func(*args) left unevaluated, so that it prints in the order given."""
+    return func(*args, evaluate=False)
+
+
+def _written_tex(expr: sp.Basic) -> str:
+    """LaTeX of an expression in the order it was built."""
+    return _Printer({"order": "none"}).doprint(expr)
+
+
+def _as_written(written: sp.Expr, proven: sp.Expr) -> sp.Expr:
+    """`written` where it equals `proven` exactly (finite sums evaluated), else `proven` itself."""
+    return written if _is_zero(_reduce_sums(written) - _reduce_sums(proven)) else proven
+
+
+def _written_eq(lhs: sp.Expr, written: sp.Expr, proven: sp.Expr) -> str:
+    """LaTeX of lhs = the written form of `proven` (see _as_written)."""
+    return _written_tex(sp.Eq(lhs, _as_written(written, proven), evaluate=False))
+
+
 # Finite sums over 1..m with a symbolic m. SymPy differentiates Sum(f(x_j)) into sums of Kronecker
 # deltas but cannot itself evaluate the nested result (Sum.doit fails on IndexedBase summands, and
 # reusing a dummy name in nested sums gives wrong signs in SymPy 1.14). _reduce_sums applies the
@@ -336,7 +361,7 @@ def conv_tf_check(
 # ---------------------------------------------------------------------------------------------
 
 M = sp.Symbol("m", integer=True, positive=True)
-I, J, _K = sp.symbols("i j k", integer=True)  # free index, summation index, proof index
+I, J, _K = sp.symbols("i j k", integer=True)  # noqa: E741  # free index, summation index, proof index
 _N, _Q, _R = sp.symbols("n q r", integer=True)  # dummies of the forward sums, never reused
 X, G, XHAT = (sp.IndexedBase(n, real=True) for n in ("x", "g", "xhat"))
 GAMMA, BETA = sp.symbols("gamma beta", real=True)
@@ -361,8 +386,15 @@ _BN_NAME = {
 }  # fmt: skip
 
 
-def batchnorm_forward() -> tuple[sp.Eq, ...]:
-    """The forward definitions of batch normalisation over a mini-batch of size m."""
+def batchnorm_forward(written: bool = False) -> tuple[sp.Eq, ...]:
+    """The forward definitions of batch normalisation over a mini-batch of size m (`written`: in reading order)."""
+    if written:
+        return (
+            sp.Eq(MU, _u(sp.Mul, _inv(M), sp.Sum(X[I], (I, 1, M))), evaluate=False),
+            sp.Eq(VAR, _u(sp.Mul, _inv(M), sp.Sum(_u(sp.Pow, _u(sp.Add, X[I], -MU), 2), (I, 1, M))), evaluate=False),
+            sp.Eq(XHAT[I], _u(sp.Mul, _u(sp.Add, X[I], -MU), _inv(_root())), evaluate=False),
+            sp.Eq(sp.Symbol("y_i"), _u(sp.Add, _u(sp.Mul, GAMMA, XHAT[I]), BETA), evaluate=False),
+        )
     return (
         sp.Eq(MU, sp.Sum(X[I], (I, 1, M)) / M),
         sp.Eq(VAR, sp.Sum((X[I] - MU) ** 2, (I, 1, M)) / M),
@@ -381,8 +413,93 @@ def batchnorm_closed_forms() -> dict[str, sp.Expr]:
         "x": D_XHAT(I) / s + D_VAR() * 2 * (X[I] - MU) / M + D_MU() / M,
         "gamma": sp.Sum(G[J] * XHAT[J], (J, 1, M)),
         "beta": sp.Sum(G[J], (J, 1, M)),
-        "x_compact": GAMMA / (M * s) * (M * G[I] - sp.Sum(G[J], (J, 1, M)) - XHAT[I] * sp.Sum(G[J] * XHAT[J], (J, 1, M))),
-    }  # fmt: skip  # noqa: E501
+        "x_compact": GAMMA / (M * s) * (M * G[I] - sp.Sum(G[J], (J, 1, M))
+                                        - XHAT[I] * sp.Sum(G[J] * XHAT[J], (J, 1, M))),
+    }  # fmt: skip
+
+
+def _root() -> sp.Expr:
+    """sqrt(sigma^2 + epsilon), written in that order."""
+    return sp.sqrt(_u(sp.Add, VAR, EPS), evaluate=False)
+
+
+def _inv(expr: sp.Expr) -> sp.Expr:
+    """1 / expr, unevaluated: inside a written product it prints as the denominator."""
+    return sp.Pow(expr, -1, evaluate=False)
+
+
+def batchnorm_written_forms() -> dict[str, sp.Expr]:
+    """The closed forms of batchnorm_closed_forms() as a person writes them (Ioffe & Szegedy's order)."""
+    dev = lambda k: _u(sp.Add, X[k], -MU)  # noqa: E731
+    three_halves = sp.Pow(_u(sp.Add, VAR, EPS), sp.Rational(-3, 2), evaluate=False)
+    return {
+        "xhat": _u(sp.Mul, G[I], GAMMA),
+        "var": _u(sp.Mul, sp.Rational(-1, 2), sp.Sum(_u(sp.Mul, D_XHAT(J), dev(J)), (J, 1, M)), three_halves),
+        "mu": _u(sp.Add, _u(sp.Mul, -1, sp.Sum(D_XHAT(J), (J, 1, M)), _inv(_root())),
+                 _u(sp.Mul, -2, D_VAR(), sp.Sum(dev(J), (J, 1, M)), _inv(M))),
+        "x": _u(sp.Add, _u(sp.Mul, D_XHAT(I), _inv(_root())), _u(sp.Mul, 2, D_VAR(), dev(I), _inv(M)),
+                _u(sp.Mul, D_MU(), _inv(M))),
+        "gamma": sp.Sum(_u(sp.Mul, G[J], XHAT[J]), (J, 1, M)),
+        "beta": sp.Sum(G[J], (J, 1, M)),
+        "x_compact": _u(sp.Mul, GAMMA, _inv(_u(sp.Mul, M, _root())),
+                        _u(sp.Add, _u(sp.Mul, M, G[I]), -sp.Sum(G[J], (J, 1, M)),
+                           -_u(sp.Mul, XHAT[I], sp.Sum(_u(sp.Mul, G[J], XHAT[J]), (J, 1, M))))),
+    }  # fmt: skip
+
+
+#: The local partial derivatives of the forward graph: (name, node, parent, written form). Each is proved against
+#: SymPy's derivative of the node's definition with respect to that parent, the other parents held fixed.
+_BN_LOCAL = (
+    ("dxhat/dvar", r"\hat{x}_{i}", r"\sigma^{2}_{B}", lambda: _u(sp.Mul, sp.Rational(-1, 2), _u(sp.Add, X[I], -MU),
+                                                                sp.Pow(_u(sp.Add, VAR, EPS), sp.Rational(-3, 2),
+                                                                       evaluate=False))),
+    ("dxhat/dmu", r"\hat{x}_{i}", r"\mu_{B}", lambda: _u(sp.Mul, -1, _inv(_root()))),
+    ("dxhat/dx", r"\hat{x}_{i}", r"x_{i}", lambda: _inv(_root())),
+    ("dvar/dmu", r"\sigma^{2}_{B}", r"\mu_{B}",
+     lambda: _u(sp.Mul, -2, sp.Sum(_u(sp.Add, X[J], -MU), (J, 1, M)), _inv(M))),
+    ("dvar/dx", r"\sigma^{2}_{B}", r"x_{i}", lambda: _u(sp.Mul, 2, _u(sp.Add, X[I], -MU), _inv(M))),
+    ("dmu/dx", r"\mu_{B}", r"x_{i}", lambda: _inv(M)),
+)
+
+
+def _local_reference(name: str) -> sp.Expr:
+    """SymPy's derivative of one forward node with respect to its parent, the others held fixed (symbolic m)."""
+    xhat = (X[I] - MU) / sp.sqrt(VAR + EPS)
+    var = sp.Sum((X[_Q] - MU) ** 2, (_Q, 1, M)) / M
+    mean = sp.Sum(X[_N], (_N, 1, M)) / M
+    node, wrt = {"dxhat/dvar": (xhat, VAR), "dxhat/dmu": (xhat, MU), "dxhat/dx": (xhat, X[I]),
+                 "dvar/dmu": (var, MU), "dvar/dx": (var, X[I]), "dmu/dx": (mean, X[I])}[name]  # fmt: skip
+    return _reduce_sums(sp.diff(node.xreplace({I: _K}), wrt.xreplace({I: _K}))).xreplace({_K: I})
+
+
+def batchnorm_local_derivation() -> Derivation:
+    """The local partial derivatives of batch normalisation's forward graph (symbolic m), each proved against
+    SymPy's derivative; and dl/dmu simplified, since the deviations from the batch mean sum to zero."""
+    steps, checks = [], []
+    for name, num, den, written in _BN_LOCAL:
+        reference = _local_reference(name)
+        lhs = _partial(num, den)()
+        latex = _written_eq(lhs, written(), reference)
+        steps.append(latex)
+        checks.append(_compare_general(f"{name}, general m", latex, written(), reference))
+    deviations = sp.Sum(X[J] - MU, (J, 1, M))
+    vanishing = _reduce_sums(deviations.xreplace({MU: sp.Sum(X[_N], (_N, 1, M)) / M}))
+    sum_latex = _written_tex(sp.Eq(sp.Sum(_u(sp.Add, X[J], -MU), (J, 1, M)), 0, evaluate=False))
+    checks.append(compare("sum of deviations from the batch mean is 0", sum_latex, vanishing, sp.Integer(0)))
+    forms = batchnorm_closed_forms()
+    simplified = _u(sp.Mul, -1, sp.Sum(D_XHAT(J), (J, 1, M)), _inv(_root()))
+    without = forms["mu"].xreplace({deviations: 0})
+    mu_latex = _written_eq(D_MU(), simplified, without)
+    checks.append(compare("dl/dmu without the vanishing sum", mu_latex, simplified, without))
+    return Derivation("6-2 local", (
+        Step("Each node of the forward graph depends on a few others; SymPy differentiates each definition with "
+             r"respect to its parents, the others held fixed. How $\hat{x}_i$ changes with its three parents:",
+             r"\qquad ".join(steps[:3])),
+        Step(r"How $\sigma_B^2$ changes with $\mu_B$ and with $x_i$, and $\mu_B$ with $x_i$:",
+             r"\qquad ".join(steps[3:])),
+        Step(r"At the batch mean the deviations sum to zero,", sum_latex),
+        Step(r"so the path from $\mu_B$ through $\sigma_B^2$ contributes nothing, and", mu_latex),
+    ), tuple(checks))
 
 
 def _resolve(expr: sp.Expr, forms: Mapping[str, sp.Expr]) -> sp.Expr:
@@ -451,8 +568,9 @@ def batchnorm_check(name: str, m: int | None = 4, forms: Mapping[str, sp.Expr] |
 def batchnorm_derivation(m: int | None = 4, forms: Mapping[str, sp.Expr] | None = None) -> Derivation:
     """Prove every batch-norm gradient for batch size m (None: symbolic m); forms overrides closed forms."""
     forms = {**batchnorm_closed_forms(), **(forms or {})}
-    steps = tuple(Step(text, _tex(eq)) for text, eq in zip(_BN_FORWARD_TEXT, batchnorm_forward()))
-    steps += tuple(Step(_BN_STEP_TEXT[n], _latex_eq(_BN_LHS[n], forms[n])) for n in BN_GRADIENTS)
+    steps = tuple(Step(text, _written_tex(eq)) for text, eq in zip(_BN_FORWARD_TEXT, batchnorm_forward(written=True)))
+    written = batchnorm_written_forms()
+    steps += tuple(Step(_BN_STEP_TEXT[n], _written_eq(_BN_LHS[n], written[n], forms[n])) for n in BN_GRADIENTS)
     checks = tuple(batchnorm_check(n, m, forms) for n in BN_GRADIENTS)
     return Derivation("6-2", steps, checks)
 
@@ -601,6 +719,8 @@ def softmax_derivation(
         _softmax_pair("dL_t/dz_t = -y_t (1 - yhat_t)", _latex_eq(_D_TERM_Z(), term), term, loss_t, classes, n),
     ]
     gap = sp.factor(full - term)
+    written_gap = _u(sp.Mul, yhat_t, _u(sp.Add, 1, -y_t))
+    written_term = _u(sp.Mul, -1, y_t, _u(sp.Add, 1, -yhat_t))
     agree = sp.solve(gap, y_t)
     positive = _softmax(1, classes or 2).subs(CLASSES, classes or 2).doit().is_positive
     checks.append(
@@ -611,9 +731,11 @@ def softmax_derivation(
             f"SymPy solves Δ = 0 for y_t: {agree}; softmax output positive: {positive}",
         )
     )
+    written_loss = _u(sp.Mul, -1, sp.Sum(_u(sp.Mul, Y[I], sp.log(_softmax(I, CLASSES))), (I, 1, CLASSES)))
     steps = (
         Step("Softmax turns logits into probabilities:", _latex_eq(YHAT[I], _softmax(I, CLASSES))),
-        Step(r"Cross-entropy against a label distribution with $\sum_i y_i = 1$:", _latex_eq(sp.Symbol("L"), loss)),
+        Step(r"Cross-entropy against a label distribution with $\sum_i y_i = 1$:",
+             _written_eq(sp.Symbol("L"), written_loss, loss)),
         Step(
             r"$z_t$ reaches $L$ through every $\hat{y}_i$ (via their common denominator). "
             "SymPy's derivative, with its sums evaluated, is",
@@ -621,15 +743,63 @@ def softmax_derivation(
         ),
         Step(r"and $\sum_i y_i = 1$ collapses it to", _latex_eq(_D_LOSS_Z(T), full)),
         Step(
-            r"The single term $L_t = -y_t \log \hat{y}_t$ sees $z_t$ only through $\hat{y}_t$:",
-            _latex_eq(_D_TERM_Z(), term),
+            r"The single term $L_t = -y_t \log \hat{y}_t$ sees $z_t$ only through $\hat{y}_t$, whose logarithm"
+            r" changes with $z_t$ at the rate $1 - \hat{y}_t$:",
+            _written_eq(_D_TERM_Z(), written_term, term),
         ),
         Step(
             r"Their difference $\Delta = \partial L / \partial z_t - \partial L_t / \partial z_t$ factorises as",
-            _latex_eq(sp.Symbol(r"\Delta"), gap),
+            _written_eq(sp.Symbol(r"\Delta"), written_gap, gap),
         ),
     )
     return Derivation("6-3", steps, tuple(checks))
+
+
+def softmax_chain_derivation(classes: int = 7) -> Derivation:
+    """The chain rule step by step, for `classes` classes: dL/dyhat_i, the softmax Jacobian, their product summed,
+    and log yhat_t, each proved against SymPy's derivative of the definitions."""
+    k = classes
+    yh, ys = [YHAT[i] for i in range(1, k + 1)], [Y[i] for i in range(1, k + 1)]
+    soft = [_softmax(i, CLASSES).subs(CLASSES, k).doit() for i in range(1, k + 1)]
+    loss_of_yhat = -sum(y * sp.log(p) for y, p in zip(ys, yh))
+    d_yhat = _u(sp.Mul, -1, Y[I], _inv(YHAT[I]))
+    diag = _u(sp.Mul, YHAT[T], _u(sp.Add, 1, -YHAT[T]))
+    off = _u(sp.Mul, -1, YHAT[I], YHAT[T])
+    to_soft = lambda e: e.xreplace({YHAT[i]: soft[i - 1] for i in range(1, k + 1)})  # noqa: E731
+    checks = [
+        compare("dL/dyhat_i = -y_i / yhat_i", "", [sp.diff(loss_of_yhat, YHAT[i]) for i in range(1, k + 1)],
+                [d_yhat.xreplace({I: i}) for i in range(1, k + 1)]),
+        compare("d yhat_t / d z_t = yhat_t (1 - yhat_t)", "", [sp.diff(soft[q - 1], Z[q]) for q in range(1, k + 1)],
+                [to_soft(diag.xreplace({T: q})) for q in range(1, k + 1)]),
+        compare("d yhat_i / d z_t = -yhat_i yhat_t (i != t)", "",
+                [sp.diff(soft[i - 1], Z[q]) for i in range(1, k + 1) for q in range(1, k + 1) if i != q],
+                [to_soft(off.xreplace({I: i, T: q})) for i in range(1, k + 1) for q in range(1, k + 1) if i != q]),
+    ]
+    chain = [sum((d_yhat * (diag if i == q else off)).xreplace({I: i, T: q}) for i in range(1, k + 1))
+             for q in range(1, k + 1)]
+    collected = _u(sp.Add, _u(sp.Mul, YHAT[T], sp.Sum(Y[I], (I, 1, CLASSES))), -Y[T])
+    checks.append(compare("sum over i of dL/dyhat_i dyhat_i/dz_t = yhat_t sum_i y_i - y_t", "", chain,
+                          [collected.subs(CLASSES, k).doit().xreplace({T: q}) for q in range(1, k + 1)]))
+    log_form = _u(sp.Add, Z[T], -sp.log(sp.Sum(sp.exp(Z[J]), (J, 1, CLASSES)), evaluate=False))
+    checks.append(compare("log yhat_t = z_t - log sum_j exp z_j", "",
+                          [sp.expand_log(sp.log(soft[q - 1]), force=True) for q in range(1, k + 1)],
+                          [sp.expand_log(log_form.xreplace({T: q}).subs(CLASSES, k).doit(), force=True)
+                           for q in range(1, k + 1)]))
+    jacobian = sp.Piecewise((diag, sp.Eq(I, T)), (off, True), evaluate=False)
+    steps = (
+        Step(r"The loss sees the logits only through the probabilities: $L = -\sum_i y_i \log \hat{y}_i$, so",
+             _written_tex(sp.Eq(_partial("L", r"\hat{y}")(I), d_yhat, evaluate=False))),
+        Step(r"Each probability depends on every logit, through the shared denominator (the softmax Jacobian):",
+             _written_tex(sp.Eq(sp.Symbol(r"\frac{\partial \hat{y}_{i}}{\partial z_{t}}"), jacobian,
+                                evaluate=False))),
+        Step(r"The chain rule sums over all $\hat{y}_i$; the term $i = t$ and the others give",
+             r"\frac{\partial L}{\partial z_{t}} = \sum_{i} \frac{\partial L}{\partial \hat{y}_{i}} "
+             r"\frac{\partial \hat{y}_{i}}{\partial z_{t}} = - y_{t} \left(1 - \hat{y}_{t}\right) "
+             r"+ \sum_{i \neq t} y_{i} \hat{y}_{t} = " + _written_tex(collected)),
+        Step(r"For the single term $L_t$ it is simpler to take the logarithm of the softmax first:",
+             _written_tex(sp.Eq(sp.log(YHAT[T]), log_form, evaluate=False))),
+    )
+    return Derivation("6-3 chain", steps, tuple(checks))
 
 
 def softmax_tf_check(
@@ -675,15 +845,25 @@ class Verification:
     conv_tf: NumericCheck
     batchnorm: Derivation
     batchnorm_general: Derivation
+    batchnorm_local: Derivation
     batchnorm_tf: tuple[NumericCheck, ...]
     softmax: Derivation
     softmax_general: Derivation
+    softmax_chain: Derivation
     softmax_tf: tuple[NumericCheck, ...]
+
+    @property
+    def softmax_steps(self) -> tuple[Step, ...]:
+        """6-3 in reading order: the definitions, the chain rule step by step, SymPy's own derivative, the single
+        term through the logarithm, and the difference of the two gradients."""
+        general, chain = self.softmax_general.steps, self.softmax_chain.steps
+        return (*general[:2], *chain[:3], *general[2:4], *chain[3:], *general[4:])
 
     @property
     def symbolic(self) -> list[Check]:
         """Every SymPy check."""
-        ders = (self.conv, self.batchnorm, self.batchnorm_general, self.softmax, self.softmax_general)
+        ders = (self.conv, self.batchnorm, self.batchnorm_general, self.batchnorm_local, self.softmax,
+                self.softmax_general, self.softmax_chain)
         return [c for d in ders for c in d.checks]
 
     @property
@@ -712,9 +892,11 @@ def verify_all(m: int = 4, classes: int = 7) -> Verification:
         conv_tf=conv_tf_check(),
         batchnorm=batchnorm_derivation(m),
         batchnorm_general=batchnorm_derivation(None),
+        batchnorm_local=batchnorm_local_derivation(),
         batchnorm_tf=batchnorm_tf_check(m),
         softmax=softmax_derivation(classes),
         softmax_general=softmax_derivation(None),
+        softmax_chain=softmax_chain_derivation(classes),
         softmax_tf=softmax_tf_check(classes),
     )
     require([*result.symbolic, *result.numeric])

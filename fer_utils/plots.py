@@ -321,3 +321,54 @@ def embedding_figure(points: np.ndarray, labels: np.ndarray, title: str = "") ->
     ax.legend(title="true class", fontsize=8, markerscale=1.5, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return fig
+
+
+# --- chapter 6 ---
+
+# Batch normalisation's forward graph: node -> (x, y) position, and each edge with the local partial derivative
+# that the backward pass multiplies along it (mathtext).
+BN_NODES = {"x": (0.0, 1.0), "mu": (2.2, 1.9), "var": (3.0, 3.4), "xhat": (6.0, 1.0), "y": (7.8, 1.0),
+            "loss": (9.6, 1.0), "gamma": (7.8, 2.5), "beta": (7.8, -0.5)}
+BN_LABELS = {"x": r"$x_i$", "mu": r"$\mu_B$", "var": r"$\sigma_B^2$", "xhat": r"$\hat{x}_i$", "y": r"$y_i$",
+             "loss": r"$\ell$", "gamma": r"$\gamma$", "beta": r"$\beta$"}
+BN_EDGES = (
+    ("x", "mu", r"$\frac{1}{m}$"),
+    ("x", "var", r"$\frac{2(x_i-\mu_B)}{m}$"),
+    ("mu", "var", r"$-\frac{2}{m}\sum_j (x_j-\mu_B)$"),
+    ("x", "xhat", r"$\frac{1}{\sqrt{\sigma_B^2+\epsilon}}$"),
+    ("mu", "xhat", r"$-\frac{1}{\sqrt{\sigma_B^2+\epsilon}}$"),
+    ("var", "xhat", r"$-\frac{x_i-\mu_B}{2(\sigma_B^2+\epsilon)^{3/2}}$"),
+    ("xhat", "y", r"$\gamma$"),
+    ("gamma", "y", r"$\hat{x}_i$"),
+    ("beta", "y", r"$1$"),
+    ("y", "loss", r"$g_i$"),
+)
+
+
+def batchnorm_graph_figure() -> Figure:
+    """Batch normalisation's computational graph: the forward nodes, and on each edge the local partial derivative
+    of the head with respect to the tail, which the backward pass multiplies along that edge."""
+    from matplotlib.patches import Circle, FancyArrowPatch
+
+    fig, ax = _figure(figsize=(10, 4.6))
+    radius = 0.32
+    for name, (x, y) in BN_NODES.items():
+        weight = name in ("gamma", "beta")
+        ax.add_patch(Circle((x, y), radius, facecolor="#f4cccc" if weight else "#cfe2f3", edgecolor="#555"))
+        ax.text(x, y, BN_LABELS[name], ha="center", va="center", fontsize=13)
+    offsets = {("x", "mu"): (-0.15, 0.12), ("x", "var"): (-0.75, 0.1), ("mu", "var"): (1.3, -0.25),
+               ("x", "xhat"): (0, -0.55), ("mu", "xhat"): (0.35, -0.05), ("var", "xhat"): (1.2, 0.15),
+               ("gamma", "y"): (0.3, -0.2), ("beta", "y"): (0.2, -0.2)}
+    for tail, head, label in BN_EDGES:
+        (x0, y0), (x1, y1) = BN_NODES[tail], BN_NODES[head]
+        ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=14, color="#555",
+                                     shrinkA=radius * 72 / 1.6, shrinkB=radius * 72 / 1.6, linewidth=1.2))
+        dx, dy = offsets.get((tail, head), (0, 0.18))
+        ax.text((x0 + x1) / 2 + dx, (y0 + y1) / 2 + dy, label, ha="center", va="bottom", fontsize=11,
+                color="#1f4e79")
+    ax.set_xlim(-0.5, 10.1)
+    ax.set_ylim(-1.0, 3.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    fig.tight_layout(pad=0.2)
+    return fig

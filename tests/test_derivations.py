@@ -125,6 +125,38 @@ def test_batchnorm_wrong_closed_form_rejected(name, m):
         d.require([check])
 
 
+def test_batchnorm_local_partials_and_the_vanishing_sum():
+    local = d.batchnorm_local_derivation()
+    assert [c.passed for c in local.checks] == [True] * 8
+    assert "sum of deviations" in local.checks[-2].name and "without the vanishing sum" in local.checks[-1].name
+    assert r"\frac{\partial \mu_{B}}{\partial x_{i}} = \frac{1}{m}" in local.steps[1].latex
+
+
+def test_results_are_written_as_a_person_writes_them(bn4):
+    latex = "\n".join(s.latex for s in bn4.steps)
+    assert r"y_{i} = \gamma {\hat{x}}_{i} + \beta" in latex and r"\sigma^{2}_{B} + \epsilon" in latex
+    assert r"\epsilon + \sigma" not in latex
+    softmax = "\n".join(s.latex for s in d.softmax_derivation(None).steps)
+    assert r"\Delta = {\hat{y}}_{t} \left(1 - {y}_{t}\right)" in softmax
+    assert r"- {y}_{t} \left(1 - {\hat{y}}_{t}\right)" in softmax
+
+
+def test_a_written_form_is_shown_only_where_it_equals_the_proved_one():
+    x = sp.Symbol("x")
+    written = d._u(sp.Add, d._u(sp.Mul, 2, x), 1)
+    assert d._as_written(written, 1 + 2 * x) is written
+    assert d._as_written(written, 2 * x) == 2 * x  # a written form that differs falls back to the proved one
+
+
+def test_softmax_chain_rule_steps_proved():
+    chain = d.softmax_chain_derivation(7)
+    assert [c.passed for c in chain.checks] == [True] * 5
+    assert r"\begin{cases}" in chain.steps[1].latex
+    wrong = d.compare("wrong Jacobian", "", sp.diff(d._softmax(1, 3).doit(), d.Z[1]),
+                      d._softmax(1, 3).doit() ** 2)
+    assert not wrong.passed
+
+
 def test_batchnorm_wrong_upstream_propagates():
     # a wrong dl/dxhat also breaks every gradient built on it
     derivation = d.batchnorm_derivation(4, {"xhat": 2 * d.G[d.I] * d.GAMMA})
@@ -188,6 +220,8 @@ def _fake(monkeypatch, broken: str | None = None):
     monkeypatch.setattr(d, "conv_exhaustive_check", lambda: num("counting"))
     monkeypatch.setattr(d, "conv_tf_check", lambda: num("conv_tf"))
     monkeypatch.setattr(d, "batchnorm_derivation", lambda m: der(f"bn{m}"))
+    monkeypatch.setattr(d, "batchnorm_local_derivation", lambda: der("bn_local"))
+    monkeypatch.setattr(d, "softmax_chain_derivation", lambda k: der(f"chain{k}"))
     monkeypatch.setattr(d, "batchnorm_tf_check", lambda m: (num("bn_tf"),))
     monkeypatch.setattr(d, "softmax_derivation", lambda k: der(f"softmax{k}"))
     monkeypatch.setattr(d, "softmax_tf_check", lambda k: (num("softmax_tf"),))
@@ -196,14 +230,15 @@ def _fake(monkeypatch, broken: str | None = None):
 def test_verify_all_returns_when_everything_passes(monkeypatch):
     _fake(monkeypatch)
     result = d.verify_all(m=3, classes=5)
-    assert len(result.symbolic) == 5 and len(result.numeric) == 4 and result.max_abs_diff == 0
+    assert len(result.symbolic) == 7 and len(result.numeric) == 4 and result.max_abs_diff == 0
     assert (result.m, result.classes) == (3, 5)
 
 
-@pytest.mark.parametrize("broken", ["conv", "bnNone", "softmax7", "counting", "bn_tf", "softmax_tf"])
+@pytest.mark.parametrize("broken", ["conv", "bnNone", "bn_local", "softmax7", "chain7", "counting", "bn_tf",
+                                    "softmax_tf"])
 def test_verify_all_raises_on_any_failure(monkeypatch, broken):
     _fake(monkeypatch, broken)
-    with pytest.raises(d.DerivationError, match="1 of 9 checks failed"):
+    with pytest.raises(d.DerivationError, match="1 of 11 checks failed"):
         d.verify_all()
 
 
