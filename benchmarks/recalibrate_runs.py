@@ -1,9 +1,9 @@
-"""Score trained runs on PublicTest before and after recalibrating their BatchNorm statistics.
+"""Score saved runs on PublicTest before and after recalibrating their BatchNorm statistics.
 
-    python benchmarks/recalibrate_runs.py --data data/fer2013.csv --runs .cache/runs/report-* runs/gpu/* --out bn.jsonl
+    python -m benchmarks.recalibrate_runs --data data/fer2013.csv --runs .cache/runs/report-* runs/gpu/* --out bn.jsonl
 
-A run is a folder `training.save_run` wrote (model.keras, meta.json) or one `gpu_recipes.py runs` returned
-(model.weights.h5, result.json). Each is scored as trained, then again after
+A run is a folder `training.save_run` wrote (model.weights.h5, history.csv, meta.json): the training cache's,
+`python -m fer_utils train`'s or `python -m benchmarks.gpu_recipes runs`'. Each is scored as saved, then again after
 `training.recalibrate_batchnorm` on the training images: one JSON line per run, the same run before and after.
 """
 
@@ -14,16 +14,17 @@ import json
 import time
 from pathlib import Path
 
+from benchmarks.train_recipe import val_scores
 from fer_utils import data as fer_data
 from fer_utils import training
-from train_recipe import load_run_folder as load, val_scores
 
 SCORES = ("accuracy", "accuracy_tta", "accuracy_tta10", "macro_f1", "macro_f1_tta10")
 
 
 def main() -> None:
-    """Score each run as trained and recalibrated; one JSON line each."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Score each run as saved and recalibrated; one JSON line each."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.recalibrate_runs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the FER2013 file the runs trained on")
     parser.add_argument("--runs", nargs="+", required=True, help="run folders")
     parser.add_argument("--out", required=True, help="JSON lines file to write")
@@ -33,16 +34,16 @@ def main() -> None:
     x_train = fer_data.scale(data.x["train"])
     rows = []
     for folder in map(Path, args.runs):
-        model, trained = load(folder)
-        if trained["fingerprint"] != data.fingerprint:
-            raise SystemExit(f"{folder}: trained on data {trained['fingerprint']}, not on {args.data} "
+        run = training.load_run(folder)
+        if run.meta["data_fingerprint"] != data.fingerprint:
+            raise SystemExit(f"{folder}: trained on data {run.meta['data_fingerprint']}, not on {args.data} "
                              f"({data.fingerprint}); recalibrate a run on its own data.")
-        before = val_scores(model, data)
+        before = val_scores(run.model, data)
         start = time.perf_counter()
-        training.recalibrate_batchnorm(model, x_train)
+        training.recalibrate_batchnorm(run.model, x_train)
         seconds = time.perf_counter() - start
-        after = val_scores(model, data)
-        rows.append({"run": str(folder), "config": trained["config"], "epochs": trained["epochs"],
+        after = val_scores(run.model, data)
+        rows.append({"run": str(folder), "config": run.meta["config"], "epochs": run.meta["epochs_run"],
                      "recalibration_seconds": round(seconds, 1),
                      **{f"{key}_before": before[key] for key in SCORES},
                      **{f"{key}_after": after[key] for key in SCORES},

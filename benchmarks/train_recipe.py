@@ -1,25 +1,24 @@
-"""Train one recipe on a FER2013 file and write its results as JSON.
+"""Train one recipe on a FER2013 file, score it on the validation split (PublicTest) and write the results as JSON.
 
-    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe augmented --out results/augmented.json
-    python benchmarks/train_recipe.py --data data/fer2013.csv --recipe report --set epochs=30 --out results/report.json
-    python benchmarks/train_recipe.py --data data/fer2013.csv --set distillation=0.5 --teacher teachers.npz --out d.json
+    python -m benchmarks.train_recipe --data data/fer2013.csv --recipe augmented --out results/augmented.json
+    python -m benchmarks.train_recipe --data data/fer2013.csv --recipe report --set epochs=30 --out results/r.json
 
-With `--teacher` and `distillation` above 0, the run learns from the probabilities `teacher_targets.py` wrote.
-
-The run goes through the training cache, so the book built on the same file reuses it.
+`--set FIELD=VALUE` changes one field of the recipe's `fer_utils.training.TrainConfig`. The run goes through the
+training cache (`--cache-dir`, by default the book's), so the book built on the same file reuses it.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from fer_utils import data as fer_data
-from fer_utils import evaluation, models, training
+from fer_utils import evaluation, training
 
 
 def parse_value(text: str):
@@ -32,29 +31,20 @@ def parse_value(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
-def load_run_folder(folder: Path):
-    """The model in a run folder, and what trained it (config, epochs, data fingerprint).
-
-    A run folder is one `training.save_run` wrote (model.keras, meta.json) or one `gpu_recipes.py runs` returned
-    (model.weights.h5, result.json).
-    """
-    if (folder / "meta.json").exists():
-        run = training.load_run(folder)
-        return run.model, {"config": run.meta["config"], "epochs": run.meta["epochs_run"],
-                           "fingerprint": run.meta["data_fingerprint"]}
-    result = json.loads((folder / "result.json").read_text())
-    model = models.build(result.get("model", "report"), result["config"].get("input_norm", "scale"))
-    model.load_weights(str(folder / "model.weights.h5"))
-    return model, {"config": result["config"], "epochs": result["epochs_run"], "fingerprint": result["fingerprint"]}
-
-
-def load_teacher(path: str, data: fer_data.FerData) -> np.ndarray:
-    """Training-split teacher probabilities from a `teacher_targets.py` file, checked against `data`."""
-    with np.load(path) as saved:
-        if str(saved["fingerprint"]) != data.fingerprint:
-            raise SystemExit(f"{path}: teacher targets for data {saved['fingerprint']}, not {data.fingerprint}; "
-                             "write them again with teacher_targets.py on this file.")
-        return saved["train"]
+def recipe(name: str, changes: dict) -> training.TrainConfig:
+    """`training.RECIPES[name]` with `changes`; an unknown recipe, field or transform stops with what exists."""
+    if name not in training.RECIPES:
+        raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(training.RECIPES)}")
+    fields = [f.name for f in dataclasses.fields(training.TrainConfig)]
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise SystemExit(f"unknown TrainConfig field(s) {', '.join(unknown)}; the fields are {', '.join(fields)}")
+    config = training.RECIPES[name].replace(**changes)
+    wanted = {t.strip() for t in config.augmentation.split(",") if t.strip()}
+    if config.augment and not wanted <= set(training.TRANSFORMS):
+        raise SystemExit(f"unknown transform(s) {', '.join(sorted(wanted - set(training.TRANSFORMS)))}; "
+                         f"choose from {', '.join(training.TRANSFORMS)}")
+    return config
 
 
 def val_scores(model, data: fer_data.FerData) -> dict:
@@ -67,33 +57,34 @@ def val_scores(model, data: fer_data.FerData) -> dict:
 
 
 def main() -> None:
-    """Train, evaluate on the validation split (PublicTest), write JSON."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Train (or load from the cache), evaluate on the validation split (PublicTest), write JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_recipe", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="FER2013 file or folder")
     parser.add_argument("--model", default="report", choices=["report", "simple"])
     parser.add_argument("--recipe", default="augmented", choices=sorted(training.RECIPES))
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one TrainConfig field, e.g. --set epochs=20 --set augment=false")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--teacher", help="teacher probabilities (.npz from teacher_targets.py) to distil")
+    parser.add_argument("--cache-dir", type=Path, default=training.CACHE_DIR, help="the training cache to use")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
 
-    data = fer_data.load(args.data, seed=args.seed)
     changes = dict(item.split("=", 1) for item in args.set)
-    config = training.RECIPES[args.recipe].replace(**{k: parse_value(v) for k, v in changes.items()})
+    config = recipe(args.recipe, {k: parse_value(v) for k, v in changes.items()})
+    data = fer_data.load(args.data, seed=args.seed)
     start = time.perf_counter()
-    teacher = load_teacher(args.teacher, data) if args.teacher else None
-    run = training.train(args.model, data, config, seed=args.seed, teacher=teacher)
+    run = training.train(args.model, data, config, seed=args.seed, cache_dir=args.cache_dir,
+                         command=shlex.join(["python", "-m", "benchmarks.train_recipe", *sys.argv[1:]]))
     seconds = time.perf_counter() - start
     result = {
-        "recipe": args.recipe, "changes": changes, "model": args.model, "config": run.meta["config"],
-        "teacher": run.meta.get("teacher"),
+        "recipe": args.recipe, "changes": changes, "model": args.model, "seed": args.seed, "config": run.meta["config"],
         "data": str(args.data), "fingerprint": data.fingerprint, "split": "val (PublicTest)",
         **val_scores(run.model, data),
         "epochs": run.meta["epochs_run"], "best_epoch": run.meta["best_epoch"],
         "train_seconds": run.meta["seconds"], "seconds_this_call": round(seconds, 1),
-        "device": run.meta["device"], "history": run.history.round(4).reset_index().to_dict("records"),
+        "device": run.meta["device"], "run": str(run.path) if run.path else None,
+        "history": run.history.round(4).reset_index().to_dict("records"),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))

@@ -1,9 +1,9 @@
 """Training throughput of the report and simple CNNs, against this machine's own matmul limit.
 
-    python benchmarks/train_throughput.py                 # CPU paths side by side, report + simple CNN
-    python benchmarks/train_throughput.py --quick         # the before/now pair only
-    python benchmarks/train_throughput.py --data data/fer2013.csv --steps 10 --repeats 5
-    python benchmarks/train_throughput.py --quick --torch  # + the same network in PyTorch, as a reference
+    python -m benchmarks.train_throughput                 # CPU paths side by side, report + simple CNN
+    python -m benchmarks.train_throughput --quick         # the before/now pair only
+    python -m benchmarks.train_throughput --data data/fer2013.csv --steps 10 --repeats 5
+    python -m benchmarks.train_throughput --quick --torch  # + the same network in PyTorch, as a reference
 
 Every configuration is prepared in long-lived worker processes (one per environment: oneDNN on/off,
 thread settings, op determinism), and the timed rounds are interleaved across all of them, so that a
@@ -20,7 +20,8 @@ machine that figure tracks the work a path needs rather than the share of the CP
 timed in its own worker in the same interleaved rounds, in the default and the channels-last layout: a
 reference for what another framework does on the same machine. PyTorch is not a requirement of the project;
 install it for this (`pip install torch --index-url https://download.pytorch.org/whl/cpu`). Its steps take
-ready tensors, so it pays no input pipeline.
+ready tensors, so it pays no input pipeline. PyTorch is only ever imported in a process without TensorFlow (its
+worker runs with KERAS_BACKEND=torch): importing it beside TensorFlow can crash the process.
 
 Prints one JSON line per configuration; the last line is the headline for the report CNN.
 """
@@ -32,12 +33,8 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 FER_TRAIN_IMAGES = 28_709  # FER2013 "Training" rows: one real epoch
 MATMUL_N = 2048
@@ -171,7 +168,7 @@ class Trainer:
         self.images = n
 
     def epoch(self) -> list[tuple[float, float]]:
-        """One pass over the prepared images (`steps` training steps); (wall, CPU) seconds of each step but the first."""
+        """One pass over the prepared images (`steps` steps); (wall, CPU) seconds of the steps after the first."""
         import keras
 
         ends = []
@@ -396,7 +393,8 @@ class Worker:
 
 def main() -> None:
     """Time every configuration in interleaved rounds; print JSON lines, the headline last."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_throughput", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["report", "simple"], choices=["report", "simple"])
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 128, 256])
     parser.add_argument("--steps", type=int, default=6, help="training steps per timed round")

@@ -1,21 +1,22 @@
-"""The throughput benchmark's faster paths compute what the plain ones do, and it counts FLOPs right."""
+"""The throughput benchmark (`python -m benchmarks.train_throughput`): its faster paths compute what the plain ones
+do, it counts FLOPs right, its PyTorch reference is the same network, and it runs end to end."""
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import os
+import subprocess
 import sys
+import textwrap
 
 import keras
 import numpy as np
 import pytest
 
+from benchmarks import train_throughput as bench
 from fer_utils import data as fer_data
 from fer_utils import models
 from fer_utils.data import PROJECT_ROOT
-
-spec = importlib.util.spec_from_file_location("train_throughput", PROJECT_ROOT / "benchmarks" / "train_throughput.py")
-bench = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
 
 STEPS, BATCH = 4, 16
 
@@ -105,19 +106,55 @@ def test_flops_count_forward_weight_and_input_gradients():
     assert bench.train_flops([10, 100]) == (2 * 110 + 2 * 10 + 4 * 100, 220)
 
 
-def test_torch_reference_is_the_report_cnn():
-    """The PyTorch reference has the Keras model's parameter counts and FLOPs, and its steps train."""
-    torch = pytest.importorskip("torch")
-    keras_model = models.build("report")
-    reference = bench.torch_report_cnn()
-    trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
-    assert bench.torch_parameter_counts(reference) == (trainable, keras_model.count_params() - trainable)
-    assert bench.torch_parameter_counts(reference) == (318_055, 1_920)
+# Run in a process of its own with Keras on the torch backend: PyTorch imported beside TensorFlow crashes the process.
+TORCH_CHECK = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    try:
+        import torch
+    except ImportError:
+        print(json.dumps({"skip": "PyTorch is not installed"}))
+        sys.exit(0)
+    from benchmarks import train_throughput as bench
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 256, (64, 48, 48), dtype=np.uint8), rng.integers(0, 7, 64)
     trainer = bench.TorchTrainer(bench.replace(bench.TORCH_SETUPS[1], batch=16), x, y, steps=4)
-    assert (trainer.flops, trainer.forward_flops) == bench.train_flops_per_image(keras_model)
-    assert trainer.x.is_contiguous(memory_format=torch.channels_last)
     before = [p.detach().clone() for p in trainer.model.parameters()]
-    assert len(trainer.epoch()) == 3
-    assert all(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters()))
+    steps = trainer.epoch()
+    print(json.dumps({"counts": bench.torch_parameter_counts(bench.torch_report_cnn()),
+                      "flops": [trainer.flops, trainer.forward_flops],
+                      "channels_last": trainer.x.is_contiguous(memory_format=torch.channels_last),
+                      "steps_timed": len(steps),
+                      "all_trained": all(not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters())),
+                      "tensorflow_loaded": "tensorflow" in sys.modules}))
+""")
+
+
+def test_torch_reference_is_the_report_cnn():
+    """The PyTorch reference has the Keras model's parameter counts and FLOPs, and its steps train."""
+    done = subprocess.run([sys.executable, "-c", TORCH_CHECK], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "torch"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = json.loads(done.stdout.splitlines()[-1])
+    if "skip" in check:
+        pytest.skip(check["skip"])
+    keras_model = models.build("report")
+    trainable = sum(int(np.prod(w.shape)) for w in keras_model.trainable_weights)
+    assert check["counts"] == [trainable, keras_model.count_params() - trainable] == [318_055, 1_920]
+    assert tuple(check["flops"]) == bench.train_flops_per_image(keras_model)
+    assert check["channels_last"] and check["all_trained"] and check["steps_timed"] == 3
+    assert not check["tensorflow_loaded"]
+
+
+def test_quick_benchmark_times_both_paths_against_the_matmul_limit():
+    """`python -m benchmarks.train_throughput --quick` runs end to end: two paths, then the headline."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.train_throughput", "--quick", "--models", "report",
+                           "--steps", "3", "--repeats", "2"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *rows, headline = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [row["feed"] for row in rows] == ["numpy", "tfdata"]
+    assert all(row["steps_timed"] == 2 * 2 for row in rows)  # each round's first step is left out
+    assert all(row["images_per_s"] > 0 and row["ratio_to_matmul"] > 0 for row in rows)
+    assert headline["headline"].startswith("report CNN") and headline["matmul_limit_images_per_s"] > 0
+    assert headline["train_mflop_per_image"] == round(bench.train_flops_per_image(models.build("report"))[0] / 1e6, 1)
+    assert "torch" not in headline

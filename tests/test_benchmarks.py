@@ -1,0 +1,179 @@
+"""The benchmarks run as `python -m benchmarks.NAME` from the repository root: train_recipe trains and scores a
+recipe, gpu_recipes trains runs side by side (here on the CPU backend) and saves them as fer_utils runs that load
+back with the same scores, recalibrate_runs scores saved runs before and after recalibration."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import lzma
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks import gpu_recipes as gpu
+from benchmarks import recalibrate_runs, train_recipe
+from benchmarks.train_throughput import train_flops_per_image
+from fer_utils import data as fer_data
+from fer_utils import models, training
+from fer_utils.data import PROJECT_ROOT
+
+
+def run_module(name: str, *args, env: dict | None = None, ok: bool = True) -> subprocess.CompletedProcess:
+    """`python -m benchmarks.NAME ARGS` in the repository root; with `ok`, it must succeed."""
+    done = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *map(str, args)], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, env=env)
+    if ok:
+        assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def json_lines(text: str) -> list[dict]:
+    """The JSON objects among printed lines."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_packed_arrays_round_trip_with_their_fingerprint(kaggle_csv, tmp_path):
+    packed = tmp_path / "fer.npz.xz"
+    gpu.pack(str(kaggle_csv), str(packed))
+    original, back = fer_data.load(kaggle_csv, verbose=False), gpu.load_data(str(packed))
+    assert back.fingerprint == original.fingerprint
+    for split in fer_data.SPLITS:
+        np.testing.assert_array_equal(back.x[split], original.x[split])
+        np.testing.assert_array_equal(back.y[split], original.y[split])
+    assert not list(tmp_path.glob("*.part"))
+    assert gpu.load_data(str(kaggle_csv)).fingerprint == original.fingerprint  # a FER file is read as it is
+
+
+def test_unpack_refuses_arrays_that_do_not_match_their_fingerprint(kaggle_csv, tmp_path):
+    packed = tmp_path / "fer.npz.xz"
+    gpu.pack(str(kaggle_csv), str(packed))
+    with np.load(io.BytesIO(lzma.decompress(packed.read_bytes()))) as arrays:
+        changed = {k: arrays[k] for k in arrays.files}
+    changed["y_train"] = (changed["y_train"] + 1) % 7
+    buffer = io.BytesIO()
+    np.savez(buffer, **changed)
+    packed.write_bytes(lzma.compress(buffer.getvalue()))
+    with pytest.raises(fer_data.DataError, match=r"fer\.npz\.xz: fingerprint"):
+        gpu.unpack(str(packed))
+
+
+def test_run_specs_parse_into_recipes_and_refuse_what_does_not_exist():
+    assert gpu.parse_run("plain:") == ("plain", training.REPORT)
+    name, config = gpu.parse_run("aug:augment=true,augmentation=flip+shift,label_smoothing=0.1")
+    assert name == "aug"
+    assert config == training.REPORT.replace(augment=True, augmentation="flip,shift", label_smoothing=0.1)
+    assert gpu.parse_run("a:recipe=augmented") == ("a", training.AUGMENTED)
+    assert gpu.parse_run("a:recipe=augmented,input_norm=scale")[1] == training.AUGMENTED.replace(input_norm="scale")
+    for spec, message in (("x:precision=mixed_bfloat16", "unknown TrainConfig field"),
+                          ("x:distillation=0.5", "unknown TrainConfig field"),
+                          ("x:augment=true,augmentation=flip+erase", r"unknown transform\(s\) erase"),
+                          ("x:recipe=fancy", "unknown recipe 'fancy'"),
+                          ("x:epochs=3", "without epochs"), (":augment=true", "without epochs")):
+        with pytest.raises(SystemExit, match=message):
+            gpu.parse_run(spec)
+
+
+def test_runs_calibrate_together_train_the_planned_epochs_and_load_back_with_the_same_scores(kaggle_csv, tmp_path,
+                                                                                              monkeypatch):
+    packed, out = tmp_path / "fer.npz.xz", tmp_path / "runs"
+    gpu.pack(str(kaggle_csv), str(packed))
+    printed = run_module("gpu_recipes", "runs", "--data", packed, "--out", out, "--budget", 600, "--max-epochs", 2,
+                         "--calibration-epochs", 1, "--run", "plain:",
+                         "--run", "aug:recipe=augmented,augmentation=flip+shift").stdout
+    plan = [line for line in json_lines(printed) if "calibration_pace_s" in line][0]
+    assert plan["epochs"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["name"] for r in summary] == ["plain", "aug"]
+    assert all(r["epochs_run"] == 2 and not r["stopped_at_deadline"] for r in summary)
+    assert not (out / ".calibration").exists()
+    data = fer_data.load(kaggle_csv, verbose=False)
+    for result in summary:
+        run = training.load_run(out / result["name"])  # saved as fer_utils saves a run
+        assert run.meta["data_fingerprint"] == data.fingerprint and len(run.history) == run.meta["epochs_run"] == 2
+        assert run.meta["command"].startswith("python -m benchmarks.gpu_recipes worker")
+        assert run.meta["backend"] == "tensorflow" and run.meta["dtype_policy"] == "float32"
+        here = train_recipe.val_scores(run.model, data)
+        assert here["accuracy"] == pytest.approx(result["accuracy"])
+        assert here["macro_f1_tta10"] == pytest.approx(result["macro_f1_tta10"])
+        assert recalibrated(run.model, fer_data.scale(data.x["train"])) == (result["name"] == "aug")
+    aug = training.load_run(out / "aug").meta
+    assert aug["config"] == dataclasses.asdict(training.AUGMENTED.replace(epochs=2, augmentation="flip,shift"))
+
+    argv = ["--data", kaggle_csv, "--runs", out / "plain", out / "aug", "--out", tmp_path / "bn"]
+    monkeypatch.setattr(sys, "argv", ["recalibrate_runs", *map(str, argv)])
+    recalibrate_runs.main()  # in this process: one TensorFlow start-up fewer
+    rows = [json.loads(line) for line in (tmp_path / "bn").read_text().splitlines()]
+    assert [row["run"] for row in rows] == [str(out / "plain"), str(out / "aug")]
+    for row, result in zip(rows, summary):
+        assert row["epochs"] == 2 and row["accuracy_before"] == pytest.approx(result["accuracy"])
+        assert 0 <= row["accuracy_after"] <= 1 and len(row["recall_after"]) == len(fer_data.CLASSES)
+
+
+def recalibrated(model, x: np.ndarray) -> bool:
+    """Whether `model`'s BatchNorm statistics already are what recalibrating them on `x` sets (it recalibrates)."""
+    norms = [layer for layer in model.layers if "bn" in layer.name]
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in norms]
+    training.recalibrate_batchnorm(model, x)
+    return all(np.allclose(mean, layer.moving_mean.numpy(), rtol=1e-4, atol=1e-6)
+               and np.allclose(variance, layer.moving_variance.numpy(), rtol=1e-4, atol=1e-6)
+               for (mean, variance), layer in zip(saved, norms))
+
+
+def jax_installed() -> bool:
+    """Whether JAX imports, asked of another process so that this one does not load it."""
+    return subprocess.run([sys.executable, "-c", "import jax"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not jax_installed(), reason="JAX is not installed")
+def test_a_run_trained_on_jax_loads_back_here_with_the_same_scores(kaggle_csv, tmp_path):
+    out = tmp_path / "runs"
+    printed = run_module("gpu_recipes", "worker", "--data", kaggle_csv, "--out", out, "--epochs", 2,
+                         "--run", "aug:recipe=augmented", env={**os.environ, "KERAS_BACKEND": "jax"}).stdout
+    [result] = json_lines(printed)
+    run = training.load_run(out / "aug")
+    assert run.meta["backend"] == "jax" and run.meta["epochs_run"] == 2
+    here = train_recipe.val_scores(run.model, fer_data.load(kaggle_csv, verbose=False))
+    assert here["accuracy"] == pytest.approx(result["accuracy"])
+
+
+def test_throughput_times_each_precision_against_a_matmul_in_its_own_dtype(kaggle_csv):
+    printed = run_module("gpu_recipes", "throughput", "--data", kaggle_csv, "--batches", 4, "--steps", 2,
+                         "--repeats", 1, "--matmul-n", 64, "--precisions", "float32", "mixed_bfloat16").stdout
+    epoch, *lines = json_lines(printed)
+    assert len(epoch["epoch_s"]) == 2 and epoch["backend"] == "tensorflow"
+    assert [line["matmul"] for line in lines if "matmul" in line] == ["float32", "bfloat16"]
+    rows = [line for line in lines if "precision" in line]
+    assert [(row["precision"], row["batch"]) for row in rows] == [("float32", 4), ("mixed_bfloat16", 4)]
+    flops = round(train_flops_per_image(models.build("report"))[0] / 1e6, 1)
+    assert all(row["images_per_s"] > 0 and row["share_of_matmul_limit"] > 0 for row in rows)
+    assert all(row["train_mflop_per_image"] == flops for row in rows)
+
+
+def test_train_recipe_trains_through_the_cache_and_scores_the_run(kaggle_csv, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "r.json"
+    run_module("train_recipe", "--data", kaggle_csv, "--recipe", "report", "--set", "epochs=1",
+               "--set", "batch_size=8", "--cache-dir", cache, "--out", out)
+    result = json.loads(out.read_text())
+    assert result["epochs"] == 1 and result["config"]["batch_size"] == 8 and result["changes"]["epochs"] == "1"
+    assert len(result["history"]) == 1 and len(result["recall"]) == len(fer_data.CLASSES)
+    assert 0 <= result["accuracy_tta10"] <= 1 and 0 <= result["macro_f1"] <= 1
+    run = training.load_run(result["run"])
+    assert run.path.parent == cache
+    assert run.meta["command"].startswith("python -m benchmarks.train_recipe --data")
+    assert train_recipe.val_scores(run.model, fer_data.load(kaggle_csv, verbose=False))["accuracy"] == \
+        pytest.approx(result["accuracy"])
+
+
+def test_train_recipe_refuses_options_that_left_before_it_trains(kaggle_csv, tmp_path):
+    out = tmp_path / "r.json"
+    for args, message in ((["--set", "precision=mixed_bfloat16"], "unknown TrainConfig field(s) precision"),
+                          (["--set", "augment=true", "--set", "augmentation=flip,erase"], "unknown transform(s) erase"),
+                          (["--teacher", "teachers.npz"], "unrecognized arguments: --teacher")):
+        done = run_module("train_recipe", "--data", kaggle_csv, *args, "--out", out, ok=False)
+        assert done.returncode != 0 and message in done.stderr
+    assert not out.exists()
