@@ -25,7 +25,8 @@ REGIONS = {
     "mouth": (30, 40, 12, 36),
 }
 FACE_BOX = (6, 44, 6, 42)  # outside it: the border (background, hair, the image's edge)
-REGION_NAMES = (*REGIONS, "rest of face", "border")
+FOREHEAD = (2, 10, 12, 36)  # above the brows, where FER2013's mean face is brightest; reaches above the face box
+REGION_NAMES = (*REGIONS, "forehead", "rest of face", "border")
 FEATURE_REGIONS = tuple(REGIONS)  # the facial features proper
 # The last conv block's rectified output (feature maps) and its pre-ReLU response (what activation
 # maximisation pushes up), per model; the penultimate layer's 512-d embedding.
@@ -108,6 +109,18 @@ def gradcam_plus_plus(model, images: np.ndarray, classes, layer: str) -> np.ndar
     return np.asarray(maps, dtype=np.float32).reshape(len(images), IMAGE_SIZE, IMAGE_SIZE)
 
 
+def explain_all(model, images: np.ndarray, classes, layer: str, seed: int = 0) -> dict[str, np.ndarray]:
+    """The book's three maps of each image's class: the vanilla gradient, SmoothGrad and Grad-CAM++ on `layer`."""
+    return {"vanilla": saliency(model, images, classes, seed=seed),
+            "SmoothGrad": saliency(model, images, classes, smooth_samples=SMOOTH_SAMPLES, seed=seed),
+            "Grad-CAM++": gradcam_plus_plus(model, images, classes, layer)}
+
+
+def brightness_correlation(maps: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Per image, the Pearson correlation between its map and its own grey levels: do the maps follow the light?"""
+    return map_correlation(np.asarray(maps, dtype=np.float64), np.asarray(images, dtype=np.float64))
+
+
 def map_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation between paired maps, one value per pair (NaN where a map is constant)."""
     a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(axis=1, keepdims=True)
@@ -130,8 +143,12 @@ def region_masks(size: int = IMAGE_SIZE) -> dict[str, np.ndarray]:
     face = np.zeros((size, size), dtype=bool)
     face[top:bottom, left:right] = True
     named = np.any(list(masks.values()), axis=0)
-    masks["rest of face"] = face & ~named
-    masks["border"] = ~face
+    top, bottom, left, right = FOREHEAD
+    forehead = np.zeros((size, size), dtype=bool)
+    forehead[top:bottom, left:right] = True
+    masks["forehead"] = forehead & ~named
+    masks["rest of face"] = face & ~named & ~forehead
+    masks["border"] = ~face & ~forehead
     return masks
 
 
@@ -152,6 +169,20 @@ def region_shares(maps: np.ndarray) -> pd.DataFrame:
     total = np.where(total > 0, total, np.nan)
     shares = {name: (maps * m).sum(axis=(1, 2)) / total for name, m in region_masks().items()}
     return pd.DataFrame(shares)
+
+
+def coarse_region_shares(maps: np.ndarray) -> pd.DataFrame:
+    """`region_shares` of coarse maps (N, h, w) whose units each stand for a block of pixels, as if each unit's
+    value were spread over its block of the 48 x 48 image (h and w divide 48)."""
+    maps = np.asarray(maps, dtype=np.float64)
+    n, h, w = maps.shape
+    if IMAGE_SIZE % h or IMAGE_SIZE % w or np.any(maps < 0):
+        raise ValueError(f"maps must be non-negative with sides dividing {IMAGE_SIZE}, got {maps.shape}")
+    masks = region_masks()
+    weights = np.stack([m.reshape(h, IMAGE_SIZE // h, w, IMAGE_SIZE // w).mean(axis=(1, 3)) for m in masks.values()])
+    total = maps.sum(axis=(1, 2))
+    shares = np.einsum("nhw,rhw->nr", maps, weights) / np.where(total > 0, total, np.nan)[:, None]
+    return pd.DataFrame(shares, columns=list(masks))
 
 
 # --- the last conv layer's filters ---

@@ -258,3 +258,18 @@ def test_embedding_and_neighbour_agreement():
         np.testing.assert_array_equal(points, explain.embed_2d(clustered, method, seed=0))
     with pytest.raises(ValueError, match="method"):
         explain.embed_2d(clustered, "umap")
+
+
+def test_coarse_region_shares_equal_the_shares_of_the_maps_blown_up():
+    rng = np.random.default_rng(0)
+    coarse = rng.random((5, 6, 6))
+    fine = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)
+    np.testing.assert_allclose(explain.coarse_region_shares(coarse), explain.region_shares(fine))
+    with pytest.raises(ValueError, match="sides"):
+        explain.coarse_region_shares(np.ones((1, 5, 5)))
+
+
+def test_brightness_correlation_follows_the_light():
+    bright = blob_image((8, 16, 8, 16)).astype(float)
+    maps = np.stack([bright / 250, 1 - bright / 250])
+    np.testing.assert_allclose(explain.brightness_correlation(maps, np.stack([bright, bright])), [1.0, -1.0])
