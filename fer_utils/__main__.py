@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
                                       "default: $FER_DATA, then data/, then the synthetic stand-in")
     train.add_argument("--model", choices=["report", "simple"], default="report", help="which CNN (default report)")
     train.add_argument("--recipe", choices=sorted(RECIPES), default="report",
-                       help="training recipe: the report's plain one, or with augmentation, cosine decay and label smoothing")
+                       help="training recipe: the report's plain one, or with augmentation, cosine decay and "
+                            "label smoothing")
     train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0, help="the one seed for data split, init and shuffling")

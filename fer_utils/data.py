@@ -292,7 +292,7 @@ def read_image_folder(root: Path, seed: int = 0) -> FerData:
     if not items["train"]:
         raise DataError(f"{root / 'train'}: holds no images in class folders.")
     x = {s: np.array([i for i, _ in items[s]], dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE) for s in SPLITS}
-    y = {s: np.array([l for _, l in items[s]], dtype=np.int64) for s in SPLITS}
+    y = {s: np.array([label for _, label in items[s]], dtype=np.int64) for s in SPLITS}
     notes = []
     if not len(y["val"]):
         keep, held = stratified_split(y["train"], VAL_FRACTION, seed)

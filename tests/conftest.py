@@ -26,7 +26,7 @@ def pixels_text(image: np.ndarray) -> str:
 
 def write_kaggle_csv(path: Path, images: np.ndarray, labels, usages, gz: bool = False) -> Path:
     """Write a Kaggle-format CSV (emotion,pixels,Usage), optionally gzipped."""
-    lines = ["emotion,pixels,Usage"] + [f"{l},{pixels_text(i)},{u}" for i, l, u in zip(images, labels, usages)]
+    lines = ["emotion,pixels,Usage"] + [f"{y},{pixels_text(i)},{u}" for i, y, u in zip(images, labels, usages)]
     text = "\n".join(lines) + "\n"
     if gz:
         path.write_bytes(gzip.compress(text.encode()))

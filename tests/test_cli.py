@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import numpy as np
-
 from conftest import write_kaggle_csv
+
 from fer_utils.synthetic import make_synthetic
 
 

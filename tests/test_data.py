@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import pixels_text, write_kaggle_csv
 from PIL import Image
 
-from conftest import pixels_text, write_kaggle_csv
 from fer_utils import data
 from fer_utils.data import CLASSES, DataError
 from fer_utils.synthetic import make_synthetic
@@ -38,7 +38,7 @@ def test_course_csv_gets_a_stratified_seeded_validation_split(tmp_path):
     labels = np.repeat(np.arange(7), 20)
     images = rng.integers(0, 256, (len(labels), 48, 48), dtype=np.uint8)
     path = tmp_path / "train.csv"
-    path.write_text("label,feature\n" + "".join(f"{l},{pixels_text(i)}\n" for i, l in zip(images, labels)))
+    path.write_text("label,feature\n" + "".join(f"{y},{pixels_text(i)}\n" for i, y in zip(images, labels)))
     first, again, other = data.read(path, seed=0), data.read(path, seed=0), data.read(path, seed=1)
     assert first.source == "course-csv"
     assert np.bincount(first.y["val"]).tolist() == [2] * 7  # 10% of each class
@@ -80,9 +80,12 @@ def test_image_folder_without_prefixes_splits_validation_from_train(tmp_path):
     (lambda rows: rows.__setitem__(2, rows[2].replace(" 0 ", " 0 7 ", 1) if " 0 " in rows[2] else rows[2] + " 7"),
      "row 2 (line 3): 2305 pixel values"),
     (lambda rows: rows.__setitem__(3, rows[3].rsplit(" ", 1)[0]), "row 3 (line 4): 2303 pixel values"),
-    (lambda rows: rows.__setitem__(1, rows[1].replace(",", ",1.5 ", 1).rsplit(" ", 1)[0]), "row 1 (line 2), pixel 1: '1.5'"),
-    (lambda rows: rows.__setitem__(4, rows[4].replace(",", ",300 ", 1).rsplit(" ", 1)[0]), "row 4 (line 5), pixel 1: '300'"),
-    (lambda rows: rows.__setitem__(5, rows[5].replace(",", ",x ", 1).rsplit(" ", 1)[0]), "row 5 (line 6), pixel 1: 'x'"),
+    (lambda rows: rows.__setitem__(1, rows[1].replace(",", ",1.5 ", 1).rsplit(" ", 1)[0]),
+     "row 1 (line 2), pixel 1: '1.5'"),
+    (lambda rows: rows.__setitem__(4, rows[4].replace(",", ",300 ", 1).rsplit(" ", 1)[0]),
+     "row 4 (line 5), pixel 1: '300'"),
+    (lambda rows: rows.__setitem__(5, rows[5].replace(",", ",x ", 1).rsplit(" ", 1)[0]),
+     "row 5 (line 6), pixel 1: 'x'"),
     (lambda rows: rows.__setitem__(2, "9" + rows[2][1:]), "row 2 (line 3): emotion '9'"),
     (lambda rows: rows.__setitem__(6, rows[6].replace("Training", "Validation")), "row 6 (line 7): Usage 'Validation'"),
     (lambda rows: rows.__setitem__(0, "label,pixels,Usage"), "match neither"),

@@ -18,10 +18,10 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from test_book import ROOT, toc_pages, working_tree_files
 
 from fer_utils import data as fer_data
 from fer_utils import shipped
-from test_book import ROOT, toc_pages, working_tree_files
 
 DATA = os.environ.get("FER2013_TEST_DATA", "")
 pytestmark = [pytest.mark.fer2013,

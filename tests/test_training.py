@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fer_utils import models, training
+from fer_utils import training
 from fer_utils.training import TrainConfig
 
 QUICK = TrainConfig(epochs=2, batch_size=64)
