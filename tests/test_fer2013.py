@@ -18,7 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from test_book import ROOT, toc_pages, working_tree_files
+from conftest import ROOT, working_tree_files
+from test_book import toc_pages
 
 from fer_utils import data as fer_data
 from fer_utils import shipped
