@@ -54,12 +54,6 @@ def how_often(value: float, reference: float, tolerance: float = 0.005) -> str:
         compare(value, reference, tolerance)]
 
 
-def gains(value: float, reference: float, tolerance: float = 0.005) -> str:
-    """'gains', 'loses' or 'neither gains nor loses': what moving from `reference` to `value` does."""
-    return {"above": "gains", "below": "loses", "level with": "neither gains nor loses"}[
-        compare(value, reference, tolerance)]
-
-
 def rank(position: int, direction: str = "lowest") -> str:
     """'the lowest', 'the second lowest', 'the 4th lowest' for position 1, 2, 4 (1 is the extreme)."""
     if position < 1:

@@ -33,12 +33,6 @@ def test_how_often(value, reference, words):
     assert prose.how_often(value, reference, 0.005) == words
 
 
-@pytest.mark.parametrize("value, reference, words", [
-    (0.646, 0.610, "gains"), (0.590, 0.600, "loses"), (0.612, 0.610, "neither gains nor loses")])
-def test_gains(value, reference, words):
-    assert prose.gains(value, reference) == words
-
-
 def test_rank():
     assert prose.rank(1) == "the lowest"
     assert prose.rank(2) == "the second lowest"
