@@ -19,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 from conftest import ROOT, working_tree_files
-from test_book import toc_pages
+from test_book import figure_names, toc_pages
 
 from fer_utils import data as fer_data
 from fer_utils import shipped
@@ -88,7 +88,11 @@ def page_text(html: Path, page: str) -> str:
 
 def test_the_real_book_builds_without_warnings(real_book):
     html, log, left_out = real_book
-    assert not [line for line in log.splitlines() if "WARNING: " in line and "absl::" not in line]
+    # A reference into a chapter left out (a figure there, or the chapter itself) cannot resolve: that alone is allowed.
+    elsewhere = [*left_out, *(n for page in left_out for n in figure_names(page))]
+    bad = [line for line in log.splitlines() if "WARNING: " in line and "absl::" not in line
+           and not any(name in line for name in elsewhere)]
+    assert not bad, "\n".join(bad)
     assert set(toc_pages()) - set(left_out) <= {p.stem for p in html.glob("*.html")}
 
 
