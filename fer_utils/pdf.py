@@ -98,6 +98,10 @@ class Chromium:
                     raise PdfError(f"Chromium: {method}: {reply['error']}")
                 return reply["result"]
 
+    def page(self, method: str, **params) -> dict:
+        """A command to the page's session."""
+        return self.send(method, session=self.session, **params)
+
     def evaluate(self, expression: str, timeout: float = 120):
         """The value of a JavaScript expression in the page, awaiting it when it is a promise."""
         result = self.send("Runtime.evaluate", timeout=timeout, session=self.session, expression=expression,

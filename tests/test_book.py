@@ -7,27 +7,20 @@ sharing the training cache in .cache/runs, and take minutes; CI runs them.
 from __future__ import annotations
 
 import base64
-import functools
-import json
 import os
 import re
-import select
 import shutil
-import subprocess
-import threading
 import time
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
+from fer_utils.pdf import Chromium, serve
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOK = ROOT / "book"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic")
-
 
 def toc_pages() -> list[str]:
     """The book's pages in table-of-contents order: the root, then every chapter."""
@@ -180,73 +173,6 @@ def test_page_has_its_figures_and_no_execution_error(built_book, page):
 # --- the rendered book in headless Chromium ------------------------------------------------------------------
 
 
-class Chromium:
-    """Headless Chromium driven through the DevTools protocol over --remote-debugging-pipe."""
-
-    def __init__(self, binary: str, profile: Path):
-        to_browser, self._from_us = os.pipe()
-        self._from_browser, from_browser = os.pipe()
-
-        def connect_pipes():  # the browser reads commands on fd 3 and writes replies on fd 4
-            read_end, write_end = os.dup(to_browser), os.dup(from_browser)
-            os.dup2(read_end, 3)
-            os.dup2(write_end, 4)
-
-        self.process = subprocess.Popen(
-            [binary, *CHROMIUM_FLAGS, "--remote-debugging-pipe", f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=connect_pipes, pass_fds=(3, 4), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os.close(to_browser)
-        os.close(from_browser)
-        self._buffer, self._next_id = b"", 0
-        target = self.send("Target.createTarget", url="about:blank")["targetId"]
-        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-
-    def send(self, method: str, timeout: float = 120, session: str | None = None, **params) -> dict:
-        """Send one command and return its result."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        os.write(self._from_us, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" not in self._buffer:
-                ready, _, _ = select.select([self._from_browser], [], [], max(0.0, deadline - time.monotonic()))
-                if not ready:
-                    raise TimeoutError(f"Chromium did not answer {method} within {timeout} s")
-                chunk = os.read(self._from_browser, 1 << 20)
-                if not chunk:
-                    raise RuntimeError(f"Chromium exited while answering {method}")
-                self._buffer += chunk
-            raw, self._buffer = self._buffer.split(b"\0", 1)
-            reply = json.loads(raw)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply["result"]
-
-    def page(self, method: str, **params) -> dict:
-        """A command to the page's session."""
-        return self.send(method, session=self.session, **params)
-
-    def evaluate(self, expression: str):
-        """The value of a JavaScript expression in the page, awaiting it when it is a promise."""
-        result = self.page("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"JavaScript failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def close(self) -> None:
-        """Stop the browser."""
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        os.close(self._from_us)
-        os.close(self._from_browser)
-
-
 # Waits for MathJax's first typeset and for every image, then reports what a reader would see.
 INSPECT = """(async () => {
   if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
@@ -262,18 +188,6 @@ INSPECT = """(async () => {
     height: document.documentElement.scrollHeight,
   };
 })()"""
-
-
-def serve(folder: Path) -> ThreadingHTTPServer:
-    """Serve a folder on a free loopback port in a background thread."""
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
 
 
 def chromium_binary() -> str:
