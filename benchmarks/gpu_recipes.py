@@ -27,7 +27,6 @@ steps at each batch size and precision against a matmul at that precision on the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import io
@@ -55,16 +54,6 @@ from fer_utils import models, training
 ROOT = Path(__file__).resolve().parent.parent  # workers run from here, so that `benchmarks` imports
 PACE_MARGIN = 1.1  # epochs of the real runs are planned at the calibrated pace plus this margin
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies; bfloat16 lives only here
-
-
-@contextlib.contextmanager
-def policy(name: str):
-    """Build under a Keras dtype policy (one of PRECISIONS), then restore float32."""
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
 
 
 def pack(data_path: str, out: str) -> None:
@@ -163,7 +152,7 @@ def worker(args) -> None:
     seed_everything(args.seed)
     (x_train, y_train), val = model_inputs(data, "train"), model_inputs(data, "val")
     steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
-    with policy(args.precision):
+    with training.precision_policy(args.precision):
         model, trainer = compiled(config, steps, args.seed)
         fit = functools.partial(trainer.fit, x_train, y_train, batch_size=config.batch_size, shuffle=True,
                                 validation_data=val, validation_batch_size=512, verbose=0)
@@ -298,7 +287,7 @@ def throughput(args) -> None:
                   flush=True)
         for batch in args.batches:
             seed_everything(0)
-            with policy(precision):
+            with training.precision_policy(precision):
                 model, trainer = compiled(training.REPORT.replace(batch_size=batch), 1000, 0)
             flops, _ = train_flops_per_image(model)
             n = min(len(x), batch * max(args.steps, 1))

@@ -233,7 +233,7 @@ def history_frame(history) -> pd.DataFrame:
 
 @contextlib.contextmanager
 def precision_policy(policy: str):
-    """Build and train under a Keras dtype policy ('float32' or 'mixed_float16'), then restore float32."""
+    """Build and train under a Keras dtype policy ('float32', 'mixed_float16', ...), then restore float32."""
     import keras
 
     keras.mixed_precision.set_global_policy(policy)
