@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from fer_utils import plots
 from fer_utils.data import CLASSES
 from fer_utils.quality import SPLIT_NAMES, Audit
 
@@ -55,18 +56,6 @@ def pairs_figure(images: np.ndarray, labels: np.ndarray, split: np.ndarray, exam
     return fig
 
 
-def gallery_figure(images: np.ndarray, titles: list[str], ncols: int = 10) -> Figure:
-    """48x48 grey images in a grid, each with a title; a single blank panel when there are none."""
-    nrows = max(1, int(np.ceil(len(images) / ncols)))
-    fig, axes = _figure(nrows, ncols, figsize=(1.25 * ncols, 1.55 * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, title in zip(axes.flat, images, titles):
-        _show(ax, image, title)
-    fig.tight_layout(w_pad=0.2)
-    return fig
-
-
 def reliability_figure(curves: dict[str, dict[str, pd.DataFrame]]) -> Figure:
     """Per run, accuracy against mean confidence in each bin before and after temperature scaling (marker area
     growing with the bin's images), over the number of images per bin before scaling."""
@@ -98,4 +87,4 @@ def degenerate_figure(result: Audit, ncols: int = 10, limit: int = 60) -> Figure
     chosen = flags.index.to_numpy()[:limit]
     titles = [f"{'blank' if result.flags.at[i, 'kind'] == 'blank' else 'flat'}\n"
               f"{pair_label(result.split[i], result.labels[i])}" for i in chosen]
-    return gallery_figure(result.images[chosen], titles, max(1, min(ncols, len(chosen))))
+    return plots.gallery_figure(result.images[chosen], titles, max(1, min(ncols, len(chosen))))
