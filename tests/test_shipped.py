@@ -82,7 +82,7 @@ def test_book_run_loads_the_shipped_run_without_training_and_says_so(fake_shippe
 
 
 def test_a_run_trained_by_the_build_says_where_it_is_kept(tiny_synthetic, tmp_path):
-    run = training.train("report", tiny_synthetic, training.REPORT.replace(epochs=1, batch_size=64), seed=3,
+    run = training.train("report", tiny_synthetic, training.REPORT.replace(epochs=1), seed=3,
                          cache_dir=tmp_path, verbose=0)
     assert not shipped.is_shipped(run)
     assert book.provenance(run) == (
