@@ -50,9 +50,12 @@ def needs_cjk_font() -> None:
         pytest.skip("no font covers Traditional Chinese (apt-get install fonts-noto-cjk)")
 
 
+SMART = str.maketrans("‘’“”–—", "''\"\"--")  # the typography Sphinx gives a title (model's -> model’s)
+
+
 def squeeze(text: str) -> str:
-    """Text with every run of whitespace made one space."""
-    return " ".join(text.split())
+    """Text with every run of whitespace made one space, and typographic quotes and dashes made plain."""
+    return " ".join(text.translate(SMART).split())
 
 
 def toc_pages(book: Path) -> list[str]:
@@ -67,7 +70,7 @@ def chapter_titles(book: Path) -> list[str]:
     titles = []
     for page in toc_pages(book):
         first = nbformat.read(book / f"{page}.ipynb", as_version=4).cells[0].source
-        titles.append(re.search(r"^# (.+)$", first, re.M).group(1).strip())
+        titles.append(squeeze(re.search(r"^# (.+)$", first, re.M).group(1)))
     return titles
 
 
@@ -116,7 +119,7 @@ def report(built_book) -> dict:
 def chapter_pages(report: dict, title: str) -> range:
     """The pages of the chapter with this title: from its first page to the page before the next chapter's."""
     starts = [e["page"] for e in report["summary"]["contents"] if e["level"] == 1]
-    titles = [e["text"] for e in report["summary"]["contents"] if e["level"] == 1]
+    titles = [squeeze(e["text"]) for e in report["summary"]["contents"] if e["level"] == 1]
     index = titles.index(title)
     end = starts[index + 1] if index + 1 < len(starts) else len(report["pages"]) + 1
     return range(starts[index], end)
@@ -139,7 +142,7 @@ def test_title_page_contents_with_page_numbers_and_every_chapter(report):
     title_page = squeeze(report["pages"][0])
     for value in (config["title"], config["author"], config["pdf"]["course"]):
         assert squeeze(value) in title_page, f"the title page lacks {value!r}: {title_page[:300]}"
-    entries = {e["text"]: e["page"] for e in report["summary"]["contents"] if e["level"] == 1}
+    entries = {squeeze(e["text"]): e["page"] for e in report["summary"]["contents"] if e["level"] == 1}
     contents = squeeze(layout_text(report["pdf"], 2, min(entries.values()) - 1))  # page 2 up to the first chapter
     assert contents.startswith("Contents")
     for title in chapter_titles(report["copy"] / "book"):
