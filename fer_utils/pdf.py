@@ -288,8 +288,8 @@ body.pdf-body { margin: 0; padding: 0; background: white; color: black; }
 .pdf-title__date { font-size: 1.1rem; color: #444; }
 .pdf-contents { break-after: page; }
 .pdf-contents h1 { margin-bottom: 1rem; }
-.pdf-contents__line { display: flex; align-items: last baseline; color: black !important; text-decoration: none !important;
-                      margin: 0; font-size: 0.92rem; line-height: 1.45; }
+.pdf-contents__line { display: flex; align-items: last baseline; margin: 0; font-size: 0.92rem; line-height: 1.45;
+                      color: black !important; text-decoration: none !important; }
 .pdf-contents__level1 { font-weight: 600; margin-top: 0.45rem; }
 .pdf-contents__level2 { padding-left: 1.5rem; }
 .pdf-contents__dots { flex: 1; border-bottom: 1px dotted #888; margin: 0 0.4rem; }
