@@ -24,9 +24,9 @@ from PIL import Image, ImageChops
 from fer_utils import pdf as fer_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
-# Pages of the whole report: 41 on the synthetic stand-in with chapters 1-7 (December 2026), a page more on FER2013
-# (its training table has 40 rows, not 12). Under 25, chapters went missing; over 90, something (a table, a
-# figure) no longer fits its page and spills over many.
+# Pages of the whole report on the synthetic stand-in: 41 with chapters 1-7, 51 with chapter 8 (December 2026); a
+# page more on FER2013 (its training table has 40 rows, not 12). Under 25, chapters went missing; over 90, something
+# (a table, a figure) no longer fits its page and spills over many.
 PAGES = (25, 90)
 CHROME = ("Skip to main content", "Back to top", "Show code cell", "Hide code cell", "Ctrl+K", "Print to PDF")
 
