@@ -34,8 +34,7 @@ class ResumeState(keras.callbacks.Callback):
 
     def restore(self, model, train_ds) -> int:
         """Load the last finished epoch into `model` and the seeds; return the epoch to start from (0: fresh)."""
-        for stale in self.dir.parent.glob(f"{self.dir.name}.tmp*"):
-            shutil.rmtree(stale, ignore_errors=True)  # a backup that was being written when the run stopped
+        self.recover()
         if not (self.dir / "state.json").exists():
             return 0
         state = json.loads((self.dir / "state.json").read_text())
@@ -49,6 +48,16 @@ class ResumeState(keras.callbacks.Callback):
             iter(train_ds)  # opening as many now gives the resumed epoch the order it would have had
         print(f"Resuming from {self.dir} after epoch {state['epoch']}.")
         return state["epoch"]
+
+    def recover(self) -> None:
+        """Keep the newest complete backup, finishing a swap that a stop cut short, and drop the others."""
+        complete = {epoch_of(p): p for p in self.dir.parent.glob(f"{self.dir.name}.tmp*")}
+        complete.pop(None, None)
+        if complete and max(complete) > (epoch_of(self.dir) or 0):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            os.replace(complete[max(complete)], self.dir)
+        for stale in self.dir.parent.glob(f"{self.dir.name}.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a backup that was being written when the run stopped
 
     def on_train_begin(self, logs=None) -> None:
         """Start the clock."""
@@ -76,3 +85,11 @@ class ResumeState(keras.callbacks.Callback):
     def clear(self) -> None:
         """Remove the backup once the finished run is saved."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def epoch_of(backup: Path) -> int | None:
+    """The epoch a backup folder holds, or None when its state file (written last) is missing or cut short."""
+    try:
+        return json.loads((backup / "state.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return None

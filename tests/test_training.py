@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -204,3 +205,21 @@ def test_a_killed_run_resumes_at_its_last_epoch_and_ends_as_if_never_stopped(tmp
     with np.load(whole / "weights-0.npz") as a, np.load(stopped / "weights-0.npz") as b:
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])  # the same final weights, bit for bit
+
+
+@pytest.mark.parametrize("cut", ["between the renames", "before the renames", "while writing"])
+def test_a_stop_during_a_backup_keeps_the_newest_complete_epoch(tmp_path, cut):
+    from fer_utils.resume import ResumeState, epoch_of
+
+    def backup(folder: Path, epoch: int, complete: bool = True) -> None:
+        folder.mkdir()
+        (folder / "state.json").write_text(json.dumps({"epoch": epoch}) if complete else '{"epo')
+
+    state = ResumeState(tmp_path / ".run.resume", [])
+    if cut != "between the renames":
+        backup(state.dir, 4)
+    backup(tmp_path / ".run.resume.tmpold", 4)
+    backup(tmp_path / ".run.resume.tmpk3j2", 5, complete=cut != "while writing")
+    state.recover()
+    assert [p.name for p in tmp_path.iterdir()] == [".run.resume"]
+    assert epoch_of(state.dir) == (4 if cut == "while writing" else 5)
