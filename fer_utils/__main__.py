@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -66,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
             changes = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size)) if v}
             config = training.RECIPES[args.recipe].replace(**changes)
             command = shlex.join(["python", "-m", "fer_utils", *(sys.argv[1:] if argv is None else argv)])
-            run = training.fit(args.model, dataset, config, seed=args.seed, command=command,
-                               backup_dir=training.resume_dir(Path(args.out)))
+            backup = training.resume_dir(Path(args.out))
+            previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
+            try:
+                run = training.fit(args.model, dataset, config, seed=args.seed, command=command, backup_dir=backup)
+            except KeyboardInterrupt:
+                print(f"\nStopped. {stopped_note(backup)}", file=sys.stderr)
+                return 130
+            finally:
+                signal.signal(signal.SIGTERM, previous)
             training.save_run(run, Path(args.out))
             print(json.dumps({"out": str(args.out), **{k: run.meta[k] for k in
                   ("model", "epochs_run", "best_val_accuracy", "seconds", "device")}}))
@@ -85,6 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def stopped_note(backup: Path) -> str:
+    """What a stopped `train` kept, and how to go on."""
+    state = backup / "state.json"
+    if not state.exists():
+        return "No epoch had finished, so nothing was kept: the same command starts again."
+    epoch = json.loads(state.read_text())["epoch"]
+    return f"Epoch {epoch} is kept in {backup}: the same command resumes after it."
 
 
 def list_runs() -> int:
