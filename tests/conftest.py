@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
+from benchmarks.build_times import copy_working_tree
 from fer_utils.data import CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,22 +60,12 @@ def tiny_synthetic():
     return make_synthetic(seed=1, scale=0.05)
 
 
-def working_tree_files() -> list[str]:
-    """Tracked files and untracked files git does not ignore: what a fresh clone plus new work holds."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout
-    return [f for f in listed.split("\0") if f and (ROOT / f).is_file()]
-
-
 @pytest.fixture(scope="session")
 def built_book(tmp_path_factory) -> tuple[Path, str]:
     """Copy the working tree, run the literal `jb build book/` there; return its HTML folder and its log."""
     jb = shutil.which("jb")
     assert jb, "the `jb` command is missing: pip install -r requirements.txt"
-    copy = tmp_path_factory.mktemp("clone")
-    for name in working_tree_files():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
+    copy = copy_working_tree(tmp_path_factory.mktemp("clone"))
     result = subprocess.run([jb, "build", "book/"], cwd=copy, capture_output=True, text=True, timeout=3600)
     log = result.stdout + result.stderr
     (copy / "_build").mkdir(exist_ok=True)

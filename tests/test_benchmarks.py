@@ -177,3 +177,34 @@ def test_train_recipe_refuses_options_that_left_before_it_trains(kaggle_csv, tmp
         done = run_module("train_recipe", "--data", kaggle_csv, *args, "--out", out, ok=False)
         assert done.returncode != 0 and message in done.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("sig, status", [("TERM", 130), ("KILL", -9)])
+def test_resume_check_stops_the_cli_midway_and_the_resumed_run_equals_the_unstopped_one(kaggle_csv, tmp_path,
+                                                                                       sig, status):
+    out = tmp_path / "check.json"
+    run_module("resume_check", "--data", kaggle_csv, "--epochs", 40, "--signal", sig, "--stop-after", 1,
+               "--work", tmp_path / "runs", "--out", out)
+    result = json.loads(out.read_text())
+    stop, resumed_at = result["stop"], result["resume"]["resumed_at"]
+    assert stop["status"] == status and not stop["left_a_run_in_out"]
+    assert len(resumed_at) == 1 and 1 <= stop["epoch_kept_when_sent"] <= resumed_at[0] < 40
+    if sig == "TERM":  # stopped as by Ctrl-C: the CLI says what it kept and how to go on
+        assert f"Epoch {resumed_at[0]} is kept in" in "\n".join(stop["log_tail"])
+    assert result["resume"]["said"] == [f"Resuming from {tmp_path / 'runs' / '.stopped.resume'} after epoch "
+                                        f"{resumed_at[0]}."]
+    assert result["history_largest_difference"] == 0.0 and result["same_final_weights"]
+
+
+def test_build_times_builds_a_fresh_copy_and_times_each_chapter_in_it_and_alone(tmp_path):
+    out, work = tmp_path / "build.json", tmp_path / "copy"
+    run_module("build_times", "--chapters", "01_model", "--work", work, "--out", out)
+    result = json.loads(out.read_text())
+    assert result["data"] == "synthetic stand-in" and "02_history" in result["left_out"]
+    assert set(result["chapters"]) == {"intro", "01_model"}  # the root page and the one chapter kept
+    for times in result["chapters"].values():
+        assert 0 < times["in_first_build"] < result["first_build_seconds"] and times["alone"] > 0
+    html = work / "_build" / "html"
+    assert (html / "01_model.html").exists() and not (html / "02_history.html").exists()
+    for page in ("intro", "01_model"):  # the reruns leave the notebooks as they were
+        assert (work / "book" / f"{page}.ipynb").read_bytes() == (PROJECT_ROOT / "book" / f"{page}.ipynb").read_bytes()

@@ -15,12 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-import yaml
-from conftest import ROOT, working_tree_files
 from test_book import figure_names, toc_pages
 
+from benchmarks.build_times import build_env, copy_working_tree, execution_seconds, keep_chapters, needs_unshipped_run
 from fer_utils import data as fer_data
 from fer_utils import shipped
 
@@ -51,33 +49,20 @@ def test_the_cli_scores_a_shipped_run_as_its_metadata_says(name):
     assert abs(scores["macro_f1"] - recorded["macro_f1"]) <= 0.002
 
 
-def needs_unshipped_run(page: str) -> bool:
-    """Whether a chapter's code asks for a recipe's run that does not ship (training it would take hours)."""
-    code = " ".join(c.source for c in nbformat.read(ROOT / "book" / f"{page}.ipynb", 4).cells if c.cell_type == "code")
-    return any(recipe in code.lower() for recipe in ("augmented",) if recipe not in shipped.names())
-
-
 @pytest.fixture(scope="module")
 def real_book(tmp_path_factory) -> tuple[Path, str, list[str]]:
     """`jb build book/` on FER2013 in a copy of the working tree, with the shipped runs; chapters that need a run
     that does not ship yet are left out of the copy's table of contents."""
-    copy = tmp_path_factory.mktemp("real")
-    for name in working_tree_files():
-        (copy / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, copy / name)
-    toc = yaml.safe_load((copy / "book" / "_toc.yml").read_text())
-    left_out = [entry["file"] for entry in toc["chapters"] if needs_unshipped_run(entry["file"])]
-    toc["chapters"] = [entry for entry in toc["chapters"] if entry["file"] not in left_out]
-    (copy / "book" / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
-    env = {**os.environ, "FER_DATA": DATA}
-    for knob in ("FER_SEED", "FER_EPOCHS", "FER_RETRAIN"):
-        env.pop(knob, None)
+    copy = copy_working_tree(tmp_path_factory.mktemp("real"))
+    left_out = keep_chapters(copy, lambda page: not needs_unshipped_run(copy / "book" / f"{page}.ipynb"))
+    env = build_env(copy, DATA)
     began = time.perf_counter()
     result = subprocess.run([shutil.which("jb"), "build", "book/"], cwd=copy, capture_output=True, text=True, env=env,
                             timeout=3600)
     log = result.stdout + result.stderr
     print(f"real-data build: {time.perf_counter() - began:.0f} s; left out (run not shipped): {left_out}")
     assert result.returncode == 0, f"jb build book/ on FER2013 failed:\n{log[-6000:]}"
+    print(f"chapters' seconds: {execution_seconds(copy)}")
     return copy / "_build" / "html", log, left_out
 
 
