@@ -22,6 +22,7 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from benchmarks import empty_folder
 from fer_utils import shipped
 from fer_utils.data import PROJECT_ROOT
 
@@ -106,9 +107,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="empty folder to copy the working tree into")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
-    if args.work.exists() and any(args.work.iterdir()):
-        raise SystemExit(f"{args.work} is not empty: its caches would make the build no first build")
-    project = copy_working_tree(args.work)
+    project = copy_working_tree(empty_folder(args.work, "its caches would make the build no first build"))
     data = str(Path(args.data).resolve()) if args.data else None
     book = project / "book"
     left_out = keep_chapters(project, lambda page: (not args.chapters or page in args.chapters)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks import empty_folder, training_parser
 from fer_utils import shipped, training
 from fer_utils.resume import epoch_of
 
@@ -87,13 +88,8 @@ def same_weights(a: Path, b: Path) -> bool:
 
 def main() -> None:
     """Stop, resume, compare; print and write the result as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.resume_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="FER data file or folder")
-    parser.add_argument("--model", default="report", choices=["report", "simple"])
-    parser.add_argument("--recipe", default="report", choices=sorted(training.RECIPES))
+    parser = training_parser("resume_check", __doc__, "report")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--signal", default="TERM", choices=["INT", "TERM", "KILL"])
     parser.add_argument("--stop-after", type=int, default=1, help="epoch whose backup must exist before the stop")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait after that backup appears")
@@ -101,9 +97,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="empty folder for the runs")
     parser.add_argument("--out", type=Path, required=True, help="JSON file to write")
     args = parser.parse_args()
-    if args.work.exists() and any(args.work.iterdir()):
-        raise SystemExit(f"{args.work} is not empty: a leftover backup there would be resumed")
-    args.work.mkdir(parents=True, exist_ok=True)
+    empty_folder(args.work, "a leftover backup there would be resumed")
 
     stopped = args.work / "stopped"
     sig = signal.Signals[f"SIG{args.signal}"]

@@ -9,7 +9,6 @@ training cache (`--cache-dir`, by default the book's), so the book built on the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shlex
@@ -17,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import training_parser
 from fer_utils import data as fer_data
 from fer_utils import evaluation, training
 
@@ -58,14 +58,9 @@ def val_scores(model, data: fer_data.FerData) -> dict:
 
 def main() -> None:
     """Train (or load from the cache), evaluate on the validation split (PublicTest), write JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_recipe", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="FER2013 file or folder")
-    parser.add_argument("--model", default="report", choices=["report", "simple"])
-    parser.add_argument("--recipe", default="augmented", choices=sorted(training.RECIPES))
+    parser = training_parser("train_recipe", __doc__, "augmented")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="change one TrainConfig field, e.g. --set epochs=20 --set augment=false")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=training.CACHE_DIR, help="the training cache to use")
     parser.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args()
