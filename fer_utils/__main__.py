@@ -97,10 +97,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def stopped_note(backup: Path) -> str:
     """What a stopped `train` kept, and how to go on."""
-    state = backup / "state.json"
-    if not state.exists():
+    from fer_utils.resume import epoch_of
+
+    epoch = epoch_of(backup)
+    if epoch is None:
         return "No epoch had finished, so nothing was kept: the same command starts again."
-    epoch = json.loads(state.read_text())["epoch"]
     return f"Epoch {epoch} is kept in {backup}: the same command resumes after it."
 
 

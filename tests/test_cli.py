@@ -55,3 +55,13 @@ def test_help_explains_each_command():
     for command, option in (("train", "--epochs"), ("evaluate", "--split")):
         result = cli(command, "--help")
         assert result.returncode == 0 and "--data" in result.stdout and option in result.stdout
+
+
+def test_a_stopped_train_says_what_it_kept(tmp_path):
+    from fer_utils.__main__ import stopped_note
+
+    backup = tmp_path / ".run.resume"
+    assert stopped_note(backup).startswith("No epoch had finished")
+    backup.mkdir()
+    (backup / "state.json").write_text('{"epoch": 7}')
+    assert stopped_note(backup) == f"Epoch 7 is kept in {backup}: the same command resumes after it."
