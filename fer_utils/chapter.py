@@ -364,6 +364,8 @@ def saliency_facts(ch: Chapter) -> tuple[dict, dict[str, pd.DataFrame]]:
             maps[k, method], stats[k, method] = m[:len(examples)], m[len(examples):]
         facts[f"{k}_accuracy"] = float(np.mean(probs[k].argmax(axis=1) == y))
         facts[f"{k}_epoch"] = scored_epoch(run)
+        facts.update({f"{k}_params": int(run.model.count_params()), f"{k}_minutes": run.meta["seconds"] / 60,
+                      f"{k}_device": run.meta["device"]})
         facts[f"{k}_cam_size"] = "×".join(map(str, run.model.get_layer(layer).output.shape[1:3]))
         p = probs[k][examples]
         labels = [f"{CLASSES[t]} → {CLASSES[j]} {p[i, j]:.2f} {'✓' if t == j else '✗'}"
