@@ -2,26 +2,67 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fer_utils.data import CLASSES, scale
+from fer_utils.data import CLASSES, PROJECT_ROOT, scale
 
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right: the directions `shift` moves a view
+PREDICTIONS_DIR = PROJECT_ROOT / ".cache" / "predictions"  # each view's probabilities, by model and input content
 
 
-def view_probabilities(model, x: np.ndarray, tta: bool = False, shift: int = 0,
-                       batch_size: int = 512) -> list[np.ndarray]:
+def model_digest(model) -> str | None:
+    """A digest of all that decides a Keras model's outputs (its layers' kinds and settings, its weights); None
+    for anything that is not a Keras model."""
+    from keras import Model
+
+    if not isinstance(model, Model):
+        return None
+    digest = hashlib.sha256()
+    for layer in model.layers:
+        settings = {k: v for k, v in layer.get_config().items() if k != "name"}
+        digest.update(f"{type(layer).__name__}{json.dumps(settings, sort_keys=True, default=str)}".encode())
+    for weights in model.get_weights():
+        digest.update(f"{weights.dtype}{weights.shape}".encode() + np.ascontiguousarray(weights).tobytes())
+    return digest.hexdigest()
+
+
+def predict_view(model, view: np.ndarray, batch_size: int, digest: str | None,
+                 cache_dir: Path | None = PREDICTIONS_DIR) -> np.ndarray:
+    """`model.predict` of one view, kept under `cache_dir` by the model's `digest` and the view's bytes, so that
+    rerunning a chapter does not predict again; no digest or no `cache_dir` predicts without keeping."""
+    if digest is None or cache_dir is None:
+        return model.predict(view, batch_size=batch_size, verbose=0)
+    view = np.ascontiguousarray(view)
+    key = hashlib.sha256(f"{digest}{batch_size}{view.dtype}{view.shape}".encode() + view.tobytes()).hexdigest()
+    path = Path(cache_dir) / f"{key[:32]}.npy"
+    if path.exists():
+        return np.load(path)
+    probs = model.predict(view, batch_size=batch_size, verbose=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+    np.save(partial, probs)
+    os.replace(partial, path)  # a stop mid-write leaves no half-written file under the key
+    return probs
+
+
+def view_probabilities(model, x: np.ndarray, tta: bool = False, shift: int = 0, batch_size: int = 512,
+                       cache_dir: Path | None = PREDICTIONS_DIR) -> list[np.ndarray]:
     """Class probabilities (N, 7) of uint8 images, one array per view: the image, its mirror (`tta`), then each
-    of those moved `shift` pixels up, down, left and right (5 views, or 10 with `tta`)."""
+    of those moved `shift` pixels up, down, left and right (5 views, or 10 with `tta`); see `predict_view`."""
     views = [scale(x)]
     if tta:
         views.append(views[0][:, :, ::-1])
     if shift:
         views += [shifted(view, dy * shift, dx * shift) for view in views for dy, dx in MOVES]
-    return [model.predict(view, batch_size=batch_size, verbose=0) for view in views]
+    digest = model_digest(model) if cache_dir is not None else None
+    return [predict_view(model, view, batch_size, digest, cache_dir) for view in views]
 
 
 def predict(model, x: np.ndarray, tta: bool = False, shift: int = 0, batch_size: int = 512) -> np.ndarray:

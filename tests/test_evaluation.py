@@ -118,3 +118,48 @@ def test_predict_averages_the_views_it_is_asked_for():
     assert model.views == 10  # each view predicted once for all three scores
     for name, tta, shift in (("one", False, 0), ("flip", True, 0), ("ten", True, 1)):
         np.testing.assert_array_equal(scores[name].y_pred, evaluate(Column(), x, y, tta=tta, shift=shift).y_pred)
+
+
+def tiny_model(activation: str = "relu", seed: int = 0):
+    """A small Keras classifier of 48x48 images, its weights drawn from `seed`."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Conv2D(2, 3, activation=activation),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(7, activation="softmax")])
+
+
+def test_model_digest_follows_weights_and_settings_not_names():
+    from fer_utils.evaluation import model_digest
+
+    digest = model_digest(tiny_model())
+    assert digest == model_digest(tiny_model())  # rebuilt: new layer names, same outputs
+    assert digest != model_digest(tiny_model(seed=1))
+    assert digest != model_digest(tiny_model(activation="tanh"))  # same weights, other outputs
+    changed = tiny_model()
+    changed.layers[-1].bias.assign(changed.layers[-1].bias + 1e-3)
+    assert digest != model_digest(changed)
+    assert model_digest(object()) is None
+
+
+def test_a_views_prediction_is_kept_and_reused_only_for_the_same_model_and_images(tmp_path, monkeypatch):
+    from fer_utils.evaluation import view_probabilities
+
+    rng = np.random.default_rng(0)
+    x, other = (rng.integers(0, 256, (5, 48, 48), dtype=np.uint8) for _ in range(2))
+    model = tiny_model()
+    first = view_probabilities(model, x, tta=True, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2 and not list(tmp_path.glob("*partial*"))
+    rebuilt = tiny_model()  # the same model built again, as a rerun chapter does
+    for m in (model, rebuilt):
+        monkeypatch.setattr(m, "predict", lambda *a, **k: pytest.fail("predicted again"))
+    again = view_probabilities(model, x, tta=True, cache_dir=tmp_path)
+    for kept, computed in zip(again, first):
+        np.testing.assert_array_equal(kept, computed)
+    np.testing.assert_array_equal(view_probabilities(rebuilt, x, cache_dir=tmp_path)[0], first[0])
+    monkeypatch.undo()
+    view_probabilities(model, other, cache_dir=tmp_path)
+    view_probabilities(tiny_model(seed=1), x, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 4  # other images, another model: each predicted and kept
+    view_probabilities(model, x, cache_dir=None)
+    assert len(list(tmp_path.glob("*.npy"))) == 4
