@@ -22,8 +22,14 @@ SPLITS = ("train", "val", "test")
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
-# Looked for under data/, in this order, when FER_DATA is not set.
-DATA_CANDIDATES = ("fer2013.csv", "fer2013.csv.gz", "train.csv", "fer2013", ".")
+# Looked for under data/ (or a folder given), in this order; any other name there stops loading.
+DATA_CANDIDATES = tuple(f"{name}{gz}" for name in ("fer2013.csv", "icml_face_data.csv", "fer2013/fer2013.csv",
+                                                  "train.csv") for gz in ("", ".gz")) + ("fer2013", ".")
+DATA_NAMES = {c.split("/")[0] for c in DATA_CANDIDATES} | {"test.csv", "train", "test"}
+FORMS = ("Accepted: fer2013.csv or icml_face_data.csv (Kaggle, with a Usage column; .csv.gz too), "
+         "fer2013/fer2013.csv (Kaggle's fer2013.tar.gz unpacked), train.csv (the course's label,feature, or the "
+         "challenge's emotion,pixels with its test.csv beside it), or the image tree train/<class>/*.jpg and "
+         "test/<class>/*.jpg (here or in fer2013/); see data/README.md.")
 VAL_FRACTION = 0.1
 PARSED_DIR = PROJECT_ROOT / ".cache" / "data"  # parsed copies of data files, so each chapter reads in a second
 PARSE_ONCE_BYTES = 10_000_000  # files at least this large are parsed once (FER2013 is about 85 MB gzipped)
@@ -82,7 +88,7 @@ class FerData:
 
 def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = True) -> FerData:
     """Load FER2013 from `path`, else $FER_DATA, else data/, else the synthetic stand-in."""
-    target = _resolve(path)
+    target = locate(path)
     if target is None:
         from fer_utils.synthetic import make_synthetic
 
@@ -114,21 +120,30 @@ def read_parsed(path: Path, seed: int = 0, cache_dir: Path = PARSED_DIR) -> FerD
     return data
 
 
-def _resolve(path: str | os.PathLike | None) -> Path | None:
-    """Where to read from: the argument, $FER_DATA, or the first documented name under data/."""
+def locate(path: str | os.PathLike | None = None) -> Path | None:
+    """The file or folder `load` reads: `path`, else $FER_DATA, else the data under data/; None for the stand-in."""
     if path is None and os.environ.get("FER_DATA"):
         path = os.environ["FER_DATA"]
         if not Path(path).exists():
             raise DataError(f"FER_DATA is set to {path!r}, which does not exist.")
-    if path is not None:
-        if not Path(path).exists():
-            raise DataError(f"{path}: no such file or folder.")
-        return Path(path)
-    for name in DATA_CANDIDATES:
-        candidate = DATA_DIR / name
-        if candidate.is_file() or (candidate.is_dir() and (candidate / "train").is_dir()):
-            return candidate
-    return None
+    if path is not None and not Path(path).exists():
+        raise DataError(f"{path}: no such file or folder.")
+    folder = DATA_DIR if path is None else Path(path)
+    if folder.is_file():
+        return folder
+    if path is None and not folder.is_dir():
+        return None
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "README.md")
+    strays = [p for p in entries if p.name not in DATA_NAMES]
+    found = next((folder / c for c in DATA_CANDIDATES if _is_data(folder / c)), None)
+    if strays or (entries and found is None):
+        raise DataError(f"{(strays or entries)[0]}: not a form of FER2013 that fer_utils reads. {FORMS}")
+    return found if found or path is None else folder
+
+
+def _is_data(candidate: Path) -> bool:
+    """Whether `candidate` is a data file, or a folder holding the image tree's train/."""
+    return candidate.is_file() or (candidate / "train").is_dir()
 
 
 def read(path: str | os.PathLike, seed: int = 0) -> FerData:

@@ -139,12 +139,12 @@ def test_folder_without_layout_is_refused(tmp_path):
 def test_lookup_order(tmp_path, monkeypatch, kaggle_csv):
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "empty_data_dir")
     monkeypatch.delenv("FER_DATA", raising=False)
-    assert data._resolve(None) is None  # nothing anywhere: the synthetic stand-in
+    assert data.locate() is None  # nothing anywhere: the synthetic stand-in
     monkeypatch.setattr(data, "DATA_DIR", kaggle_csv.parent)
-    assert data._resolve(None) == kaggle_csv  # data/fer2013.csv
+    assert data.locate() == kaggle_csv  # data/fer2013.csv
     monkeypatch.setenv("FER_DATA", str(tmp_path / "missing.csv"))
     with pytest.raises(DataError, match="FER_DATA is set to .*missing.csv.*does not exist"):
-        data._resolve(None)
+        data.locate()
 
 
 def test_fer_data_env_wins(tmp_path, monkeypatch, kaggle_csv):
