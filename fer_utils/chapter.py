@@ -44,6 +44,9 @@ INTRO_REAL = """:::{{admonition}} This build used FER2013
 :class: note
 Read from `{path}` ({source}). {notes}
 :::"""
+STAND_IN_NOTE = ("**Warning: the synthetic stand-in.** This page ran on procedurally drawn faces, not on FER2013, "
+                 "so its numbers describe the stand-in; the [introduction](intro.ipynb) says how to build it on the "
+                 "real data.")
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 EXAMPLES_PER_CLASS = 4  # training images per class in the introduction's figure
 REPORT = ("report", book.RECIPE)  # the report CNN as chapters 2 to 5 show it: start(report=REPORT)
@@ -121,6 +124,43 @@ def start(**runs: tuple[str, str]) -> Chapter:
     ch.glue(data_name=data_name(data), split=SPLIT_WORDS[ch.split], n_eval=int(len(ch.y)), seed=ch.seed,
             device=training.device_name(), run_notes=Markdown("\n\n".join(notes)))
     return ch
+
+
+# --- what every chapter shares (the notebooks compose the rest in their own cells) ------------------------------
+
+
+def load(**runs: tuple[str, str]) -> tuple[FerData, dict]:
+    """The book's data and the named runs ({label: (model, recipe)}): shipped, cached, or trained now."""
+    data = book.book_data(verbose=False)
+    return data, {label: book.book_run(data, model, recipe) for label, (model, recipe) in runs.items()}
+
+
+def notes(data: FerData, runs: dict):
+    """Where the page's data and runs come from, as Markdown that JupyterLab and the book render alike."""
+    from IPython.display import Markdown
+
+    lines = [STAND_IN_NOTE] if data.is_synthetic else []
+    lines += [f"**{run.meta['model'].capitalize()} CNN, {book._recipe_name(run.meta['config'])} recipe.** "
+              f"{book.provenance(run)}" for run in runs.values()]
+    return Markdown("\n\n".join(f"> {line}" for line in lines))
+
+
+def glue_values(**values) -> pd.DataFrame:
+    """Glue each value for the prose, hidden, and return them as a table that JupyterLab shows."""
+    from myst_nb import glue as myst_glue
+
+    for key, value in values.items():
+        myst_glue(key, value, display=False)
+    return pd.DataFrame({"value": {key: getattr(value, "data", value) for key, value in values.items()}})
+
+
+def glue_table(name: str, frame: pd.DataFrame, index: bool = True, **formats) -> pd.DataFrame:
+    """Glue `frame` as a Markdown table for the page's `{table}` directive (tabulate `formats`); return it."""
+    from IPython.display import Markdown
+    from myst_nb import glue as myst_glue
+
+    myst_glue(name, Markdown(frame.astype(object).to_markdown(index=index, **formats)), display=False)
+    return frame
 
 
 def notice(data: FerData) -> str:

@@ -72,3 +72,32 @@ def built_book(tmp_path_factory) -> tuple[Path, str]:
     (copy / "_build" / "build.log").write_text(log)
     assert result.returncode == 0, f"jb build book/ failed:\n{log[-6000:]}"
     return copy / "_build" / "html", log
+
+
+def executed_notebook(root: Path, page: str):
+    """The notebook book/`page` as the build in `root` executed it, read back from its jupyter-cache."""
+    import nbformat
+    from jupyter_cache import get_cache
+
+    nb = nbformat.read(root / "book" / f"{page}.ipynb", as_version=4)
+    return get_cache(root / "_build" / ".jupyter_cache").merge_match_into_notebook(nb)[1]
+
+
+def glued(nb) -> dict:
+    """Every value an executed notebook glued, by key: Python literals parsed, Markdown and other reprs as text."""
+    import ast
+
+    values = {}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            name = out.get("metadata", {}).get("scrapbook", {}).get("name")
+            if name is None:
+                continue
+            data = out["data"]
+            text = data.get("application/papermill.record/text/markdown",
+                            data.get("application/papermill.record/text/plain", ""))
+            try:
+                values[name] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                values[name] = text.strip("'\"")
+    return values
