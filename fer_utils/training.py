@@ -156,8 +156,9 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
             callbacks.append(state)
         start = state.restore(model, train_ds) if state else 0
         began = time.perf_counter()
+        # shuffle=False: the dataset shuffles itself (seeded); Keras would ignore its own flag with a UserWarning
         model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=start, callbacks=callbacks,
-                  verbose=_verbosity(verbose))
+                  verbose=_verbosity(verbose), shuffle=False)
         seconds = state.seconds if state else time.perf_counter() - began  # the state counts earlier attempts too
         frame = state.history if state else history_frame(model.history)
         recalibration_seconds = 0.0
