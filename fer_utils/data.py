@@ -104,8 +104,9 @@ def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = T
 
 def read_parsed(path: Path, seed: int = 0, cache_dir: Path = PARSED_DIR) -> FerData:
     """`read` a data file once; later calls load its parsed arrays, kept under `cache_dir` by path, size and time."""
-    stat = path.stat()
-    key = json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, seed])
+    test = path.with_name("test.csv")  # read with the challenge's train.csv, so it is part of the key
+    files = [path, test] if path.name.startswith("train.csv") and test.is_file() else [path]
+    key = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files] + [seed])
     cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cached.exists():
         with np.load(cached) as saved:
@@ -147,7 +148,7 @@ def _is_data(candidate: Path) -> bool:
 
 
 def read(path: str | os.PathLike, seed: int = 0) -> FerData:
-    """Read a Kaggle CSV, a course `label,feature` CSV or an image-folder tree."""
+    """Read a Kaggle CSV, the challenge's train.csv (with test.csv), a course `label,feature` CSV or an image tree."""
     path = Path(path)
     if path.is_dir():
         return read_image_folder(path, seed=seed)
@@ -155,11 +156,14 @@ def read(path: str | os.PathLike, seed: int = 0) -> FerData:
     columns = set(frame.columns)
     if {"emotion", "pixels", "Usage"} <= columns:
         return _from_kaggle(frame, path)
+    if {"emotion", "pixels"} <= columns:
+        return _from_challenge(frame, path, seed)
     if {"label", "feature"} <= columns:
-        return _from_course(frame, path, seed)
+        return _carved(_parse_labels(frame["label"], path, "label"), parse_pixels(frame["feature"], path), path,
+                       seed, "course-csv", "This file has no Usage column")
     raise DataError(
-        f"{path}: columns {sorted(columns)} match neither the Kaggle format (emotion,pixels,Usage) "
-        "nor the course format (label,feature)."
+        f"{path}: columns {sorted(columns)} match none of the forms: Kaggle (emotion,pixels,Usage), the "
+        "challenge's train.csv (emotion,pixels) or the course's (label,feature)."
     )
 
 
@@ -197,18 +201,31 @@ def _from_kaggle(frame: pd.DataFrame, path: Path) -> FerData:
     return FerData(x, y, "kaggle-csv", str(path), notes)
 
 
-def _from_course(frame: pd.DataFrame, path: Path, seed: int) -> FerData:
-    """Split a course `label,feature` table into train and a stratified, seeded validation set."""
-    labels = _parse_labels(frame["label"], path, "label")
-    pixels = parse_pixels(frame["feature"], path)
+def _from_challenge(frame: pd.DataFrame, path: Path, seed: int) -> FerData:
+    """The challenge's train.csv (Training); its test.csv's halves, if labelled, are PublicTest and PrivateTest."""
+    labels, pixels = _parse_labels(frame["emotion"], path, "emotion"), parse_pixels(frame["pixels"], path)
+    test = path.with_name("test.csv")
+    held = _read_csv(test) if test.is_file() else None
+    if held is None or "emotion" not in held.columns:
+        why = f"{test} is unlabelled" if held is not None else f"There is no test.csv beside {path.name}"
+        return _carved(labels, pixels, path, seed, "kaggle-csv", f"{why}, so {path.name} alone is used")
+    public, private = np.array_split(np.arange(len(held)), 2)
+    held_labels, held_pixels = _parse_labels(held["emotion"], test, "emotion"), parse_pixels(held["pixels"], test)
+    x = {"train": pixels, "val": held_pixels[public], "test": held_pixels[private]}
+    y = {"train": labels, "val": held_labels[public], "test": held_labels[private]}
+    note = (f"{test}: its first {len(public):,} rows (PublicTest) validate, "
+            f"its other {len(private):,} (PrivateTest) test.")
+    return FerData(x, y, "kaggle-csv", str(path), [note])
+
+
+def _carved(labels: np.ndarray, pixels: np.ndarray, path: Path, seed: int, source: str, why: str) -> FerData:
+    """Train, and a stratified, seeded validation split carved from it; no test split."""
     train, val = stratified_split(labels, VAL_FRACTION, seed)
     x = {"train": pixels[train], "val": pixels[val], "test": pixels[:0]}
     y = {"train": labels[train], "val": labels[val], "test": labels[:0]}
-    note = (
-        f"This file has no Usage column: {VAL_FRACTION:.0%} of its rows, stratified by class "
-        f"with seed {seed}, form the validation split, and there is no test split."
-    )
-    return FerData(x, y, "course-csv", str(path), [note])
+    note = (f"{why}: {VAL_FRACTION:.0%} of its rows, stratified by class with seed {seed}, form the validation "
+            "split, and there is no test split.")
+    return FerData(x, y, source, str(path), [note])
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

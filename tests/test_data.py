@@ -88,7 +88,7 @@ def test_image_folder_without_prefixes_splits_validation_from_train(tmp_path):
      "row 5 (line 6), pixel 1: 'x'"),
     (lambda rows: rows.__setitem__(2, "9" + rows[2][1:]), "row 2 (line 3): emotion '9'"),
     (lambda rows: rows.__setitem__(6, rows[6].replace("Training", "Validation")), "row 6 (line 7): Usage 'Validation'"),
-    (lambda rows: rows.__setitem__(0, "label,pixels,Usage"), "match neither"),
+    (lambda rows: rows.__setitem__(0, "label,pixels,Usage"), "match none of the forms"),
 ])
 def test_bad_kaggle_rows_are_named(kaggle_csv, mutate, message):
     rows = kaggle_csv.read_text().splitlines()
@@ -134,6 +134,91 @@ def test_folder_without_layout_is_refused(tmp_path):
     (tmp_path / "pictures").mkdir()
     with pytest.raises(DataError, match="no recognisable FER2013 layout"):
         data.read(tmp_path)
+
+
+def _write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    """A CSV as downloaded: plain, or gzipped when the name ends in .gz."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join([header, *rows]) + "\n"
+    path.write_bytes(gzip.compress(text.encode())) if path.suffix == ".gz" else path.write_text(text)
+    return path
+
+
+def _write_form(form: str, folder: Path, images, labels, usages) -> Path:
+    """`images` in one of Kaggle's download forms under `folder`; returns the file `locate` should find."""
+    rows = [(y, pixels_text(i), u) for i, y, u in zip(images, labels, usages)]
+    if form == "icml_face_data.csv":  # spaced header, another column order
+        return _write_csv(folder / form, "emotion, Usage, pixels", [f"{y},{u},{p}" for y, p, u in rows])
+    if form == "train.csv+test.csv":  # the challenge: Training rows, then PublicTest and PrivateTest in order
+        _write_csv(folder / "test.csv", "emotion,pixels", [f"{y},{p}" for y, p, u in rows if u != "Training"])
+        return _write_csv(folder / "train.csv", "emotion,pixels", [f"{y},{p}" for y, p, u in rows if u == "Training"])
+    if form.startswith("fer2013/"):  # fer2013.tar.gz unpacked: its README and .bib come along
+        for extra in ("README", "fer2013.bib"):
+            _write_csv(folder / "fer2013" / extra, "text", [])
+    return _write_csv(folder / form, "emotion,pixels,Usage", [f"{y},{p},{u}" for y, p, u in rows])
+
+
+@pytest.mark.parametrize("form", ["fer2013.csv", "fer2013.csv.gz", "icml_face_data.csv", "fer2013/fer2013.csv",
+                                  "fer2013/fer2013.csv.gz", "train.csv+test.csv"])
+def test_every_kaggle_form_loads_from_data_with_its_splits(tmp_path, monkeypatch, small_images, form):
+    from fer_utils import shipped
+
+    images, labels = small_images  # labels 0,0,0,1,1,1,...,6,6,6
+    usages = ["Training"] * 11 + ["PublicTest"] * 5 + ["PrivateTest"] * 5
+    expected = _write_form(form, tmp_path / "data", images, labels, usages)
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
+    monkeypatch.delenv("FER_DATA", raising=False)
+    assert data.locate() == expected
+    loaded = data.load(verbose=False)
+    assert loaded.source == "kaggle-csv" and loaded.path == str(expected)
+    assert loaded.counts().to_dict("list") == {"train": [3, 3, 3, 2, 0, 0, 0, 11], "val": [0, 0, 0, 1, 3, 1, 0, 5],
+                                               "test": [0, 0, 0, 0, 0, 2, 3, 5]}
+    np.testing.assert_array_equal(loaded.x["val"], images[11:16])
+    monkeypatch.setattr(shipped, "OFFICIAL_TRAINING", (3, 3, 3, 2, 0, 0, 0))  # this fixture as the official release
+    monkeypatch.setattr(shipped, "OFFICIAL_HELD_OUT", 5)
+    assert shipped.is_official_release(loaded)
+
+
+@pytest.mark.parametrize("test_csv", ["pixels", None])
+def test_challenge_train_csv_without_test_labels_carves_validation(tmp_path, test_csv):
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(7), 20)
+    images = rng.integers(0, 256, (len(labels), 48, 48), dtype=np.uint8)
+    rows = [f"{y},{pixels_text(i)}" for i, y in zip(images, labels)]
+    train = _write_csv(tmp_path / "train.csv", "emotion,pixels", rows)
+    if test_csv:
+        _write_csv(tmp_path / "test.csv", test_csv, [pixels_text(i) for i in images[:4]])
+    loaded = data.read(train)
+    assert loaded.source == "kaggle-csv"
+    assert loaded.counts().to_dict("list") == {"train": [18] * 7 + [126], "val": [2] * 7 + [14], "test": [0] * 8}
+    course = _write_csv(tmp_path / "course" / "train.csv", "label,feature", rows)
+    assert loaded.fingerprint == data.read(course).fingerprint  # the same split as the course's train.csv
+    assert ("test.csv is unlabelled" if test_csv else "There is no test.csv beside train.csv") in loaded.describe()
+
+
+@pytest.mark.parametrize("names, culprit", [
+    (["fer2013.csv", "notes.txt"], "notes.txt"), (["fer2013.tar.gz"], "fer2013.tar.gz"), (["test.csv"], "test.csv"),
+    (["fer2013.csv", "archive/x.csv"], "archive"),
+])
+def test_an_unrecognised_file_in_data_stops_loading(tmp_path, monkeypatch, kaggle_csv, names, culprit):
+    folder = tmp_path / "data"
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(kaggle_csv.read_bytes())
+    monkeypatch.setattr(data, "DATA_DIR", folder)
+    monkeypatch.delenv("FER_DATA", raising=False)
+    with pytest.raises(DataError) as err:
+        data.load(verbose=False)
+    assert str(err.value).startswith(f"{folder / culprit}: not a form of FER2013")
+    assert "Accepted: fer2013.csv or icml_face_data.csv" in str(err.value) and "image tree" in str(err.value)
+
+
+def test_only_readme_and_hidden_files_mean_the_stand_in(tmp_path, monkeypatch):
+    (tmp_path / "README.md").write_text("# Put FER2013 here")
+    (tmp_path / ".DS_Store").write_bytes(b"\0")
+    monkeypatch.setattr(data, "DATA_DIR", tmp_path)
+    monkeypatch.delenv("FER_DATA", raising=False)
+    assert data.locate() is None
 
 
 def test_lookup_order(tmp_path, monkeypatch, kaggle_csv):
@@ -216,3 +301,11 @@ def test_a_data_file_is_parsed_once_and_then_read_back_identically(kaggle_csv, t
     kaggle_csv.write_text(kaggle_csv.read_text().replace("PrivateTest", "PublicTest"))  # the file changes
     changed = fer_data.read_parsed(kaggle_csv, cache_dir=tmp_path / "parsed")
     assert len(changed.y["val"]) == 10 and len(list((tmp_path / "parsed").iterdir())) == 2
+
+
+def test_the_parsed_copy_of_the_challenge_train_csv_follows_its_test_csv(tmp_path, small_images):
+    images, labels = small_images
+    train = _write_form("train.csv+test.csv", tmp_path, images, labels, ["Training"] * 11 + ["PublicTest"] * 10)
+    assert len(data.read_parsed(train, cache_dir=tmp_path / "parsed").y["val"]) == 5
+    _write_csv(tmp_path / "test.csv", "pixels", [pixels_text(i) for i in images[11:]])  # labels dropped
+    assert len(data.read_parsed(train, cache_dir=tmp_path / "parsed").y["val"]) == 0  # carved: 10% of 2-3 rounds to 0
