@@ -40,11 +40,22 @@ def page_source(page: str) -> Path:
 
 
 def figure_names(page: str) -> list[str]:
-    """The `:name:` of every figure a page declares."""
-    text = page_source(page).read_text()
+    """The `:name:` of every figure a page declares: in a code cell's myst-nb metadata, or a figure directive."""
+    text, cells = page_source(page).read_text(), []
     if page_source(page).suffix == ".ipynb":
-        text = "\n".join(c.source for c in nbformat.reads(text, as_version=4).cells if c.cell_type == "markdown")
-    return re.findall(r"```\{(?:glue:)?figure\}[^\n]*\n(?::[a-z]+:[^\n]*\n)*?:name:\s*(\S+)", text)
+        cells = nbformat.reads(text, as_version=4).cells
+        text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    in_metadata = [c.metadata.get("mystnb", {}).get("figure", {}).get("name") for c in cells if c.cell_type == "code"]
+    return [n for n in in_metadata if n] + re.findall(
+        r"```\{(?:glue:)?figure\}[^\n]*\n(?::[a-z]+:[^\n]*\n)*?:name:\s*(\S+)", text)
+
+
+def visible_code(page: str) -> list[str]:
+    """The non-blank code lines a page shows (folded or not): every code cell not removed from it."""
+    cells = nbformat.read(page_source(page), as_version=4).cells
+    shown = [c for c in cells if c.cell_type == "code"
+             and not {"remove-cell", "remove-input"} & set(c.metadata.get("tags", []))]
+    return [line for c in shown for line in c.source.splitlines() if line.strip()]
 
 
 # --- the notebooks as committed -----------------------------------------------------------------------------
@@ -103,6 +114,29 @@ def test_every_figure_is_numbered_and_referenced(page):
     unreferenced = [n for n in figure_names(page) if f"{{numref}}`{n}`" not in text]
     assert not unreferenced, f"{page}: figures never cross-referenced with {{numref}}: {unreferenced}"
 
+
+
+@pytest.mark.parametrize("page", QUESTION_PAGES)
+def test_chapter_shows_the_code_of_its_numbers_in_at_most_80_lines(page):
+    lines = visible_code(page)
+    assert lines, f"{page}: no code cell is shown: a reader cannot see how its numbers were computed"
+    assert len(lines) <= 80, f"{page}: {len(lines)} visible code lines; keep a chapter's shown code within 80"
+
+
+def test_notebook_code_holds_no_prose():
+    """Sentences live in Markdown cells: code cells hold few long strings and branch little at the top level."""
+    import ast
+
+    long_strings = ifs = 0
+    for page in toc_pages():
+        for cell in nbformat.read(page_source(page), as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            tree = ast.parse("\n".join(line for line in cell.source.splitlines() if not line.startswith(("%", "!"))))
+            long_strings += sum(isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) >= 60
+                                for n in ast.walk(tree))
+            ifs += sum(isinstance(n, ast.If) for n in tree.body)
+    assert long_strings <= 8 and ifs <= 4, f"{long_strings} long string literals and {ifs} top-level ifs in code cells"
 
 def glued(nb) -> dict[str, dict]:
     """Glued outputs of an executed notebook: key -> mime bundle."""
@@ -169,6 +203,22 @@ def test_page_has_its_figures_and_no_execution_error(built_book, page):
         assert all((html / s).is_file() for s in sources), f"{page}.html: figure {name} points to missing {sources}"
         assert re.search(r"<figcaption>.*?Fig\. \d", figure.group(0), re.S), f"{page}.html: {name} is unnumbered"
 
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", toc_pages())
+def test_run_all_shows_every_figure_and_no_stderr_or_raw_myst(built_book, page):
+    """What JupyterLab's Run All shows: the build ran each notebook in a kernel from book/, and its cache kept that."""
+    from conftest import executed_notebook
+
+    outputs = [o for c in executed_notebook(built_book[0].parent.parent, page).cells for o in c.get("outputs", [])]
+    stderr = [o.text[:300] for o in outputs if o.output_type == "stream" and o.name == "stderr"]
+    raw = [o.data["text/markdown"][:300] for o in outputs
+           if re.search(r"^:::|\{glue", o.get("data", {}).get("text/markdown", ""), re.M)]
+    images = sum(any(k.startswith("image/") for k in o.get("data", {})) for o in outputs)
+    assert not stderr, f"{page}: stderr outputs: {stderr}"
+    assert not raw, f"{page}: outputs that JupyterLab shows as raw MyST: {raw}"
+    assert images >= len(figure_names(page)), f"{page}: {images} images shown for {len(figure_names(page))} figures"
 
 # --- the rendered book in headless Chromium ------------------------------------------------------------------
 
