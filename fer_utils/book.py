@@ -57,11 +57,16 @@ def book_run(data: fer_data.FerData, model: str = "report", recipe: str = RECIPE
 
 def provenance(run: training.Run) -> str:
     """One line of Markdown saying which run a page shows, how and when it was trained, and how to retrain it."""
+    def count(n: int, unit: str) -> str:
+        return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
     meta = run.meta
-    how = (f"the *{_recipe_name(meta['config'])}* recipe, {meta['epochs_run']} epochs, seed {meta['seed']}, "
-           f"{meta['dtype_policy']}, {meta['seconds'] / 60:.0f} minutes on {meta['device']}")
+    how = (f"the *{_recipe_name(meta['config'])}* recipe, {count(meta['epochs_run'], 'epoch')}, seed {meta['seed']}, "
+           f"{meta['dtype_policy']}, {count(round(meta['seconds'] / 60), 'minute')} on {meta['device']}")
     if shipped.is_shipped(run):
-        resumed = f", resumed after epoch {', '.join(map(str, meta['resumed_at']))}" if meta["resumed_at"] else ""
+        *earlier, last = meta["resumed_at"] or [None]
+        epochs = f"epochs {', '.join(map(str, earlier))} and {last}" if earlier else f"epoch {last}"
+        resumed = f", resumed after {epochs}" if meta["resumed_at"] else ""
         return (f"This page shows the shipped run `{Path(run.path).name}` ({how}{resumed}; finished "
                 f"{meta['finished']} at commit `{(meta['commit'] or 'unknown')[:12]}`). "
                 f"`{shipped.RETRAIN}=1 jb build book/` trains it again instead.")

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -74,9 +75,10 @@ def test_book_run_loads_the_shipped_run_without_training_and_says_so(fake_shippe
     monkeypatch.delenv("FER_EPOCHS", raising=False)
     run = book.book_run(labels_data(shipped.OFFICIAL_TRAINING))
     assert shipped.is_shipped(run) and run.meta == json.loads(json.dumps(fake_shipped))
-    line = book.provenance(run)
-    assert line.startswith("This page shows the shipped run `report` (the *report* recipe, 1 epochs, seed 0,")
-    assert "resumed after epoch 4" in line and "at commit `0123456789ab`" in line and "FER_RETRAIN=1" in line
+    assert book.provenance(run) == (
+        "This page shows the shipped run `report` (the *report* recipe, 1 epoch, seed 0, float32, 10 minutes on "
+        "CPU (2 cores, x86_64), resumed after epoch 4; finished 2026-12-01 17:00 UTC at commit `0123456789ab`). "
+        "`FER_RETRAIN=1 jb build book/` trains it again instead.")
     with pytest.raises(FileNotFoundError, match="no shipped run named 'augmented'; shipped: report"):
         shipped.load("augmented")
 
@@ -85,10 +87,39 @@ def test_a_run_trained_by_the_build_says_where_it_is_kept(tiny_synthetic, tmp_pa
     run = training.train("report", tiny_synthetic, training.REPORT.replace(epochs=1), seed=3,
                          cache_dir=tmp_path, verbose=0)
     assert not shipped.is_shipped(run)
+    line = book.provenance(run)
+    assert line.startswith("This page shows a run trained by this build (the *report* recipe, 1 epoch, seed 3, ")
+    assert line.endswith(f" on {run.meta['device']}), kept in `.cache/runs/{run.path.name}`.")
+
+
+def built_run(epochs: int, seconds: float, **meta) -> training.Run:
+    """A run trained by the build, as `provenance` reads it: only its metadata matters."""
+    config = dataclasses.asdict(training.REPORT.replace(epochs=epochs))
+    meta = {"config": config, "epochs_run": epochs, "seed": 0, "dtype_policy": "float32", "seconds": seconds,
+            "device": "CPU (2 cores, x86_64)", **meta}
+    return training.Run(None, pd.DataFrame(), meta, Path("/tmp/cache/report-1234"))
+
+
+@pytest.mark.parametrize("epochs, seconds, expected", [
+    (1, 60, "the *report* recipe, 1 epoch, seed 0, float32, 1 minute on CPU (2 cores, x86_64)"),
+    (40, 7104.9, "the *report* recipe, 40 epochs, seed 0, float32, 118 minutes on CPU (2 cores, x86_64)"),
+    (2, 20, "the *report* recipe, 2 epochs, seed 0, float32, 0 minutes on CPU (2 cores, x86_64)"),
+], ids=["one", "forty", "under-half-a-minute"])
+def test_provenance_counts_epochs_and_minutes_in_words_that_agree(epochs, seconds, expected):
+    assert book.provenance(built_run(epochs, seconds)) == (
+        f"This page shows a run trained by this build ({expected}), kept in `.cache/runs/report-1234`.")
+
+
+@pytest.mark.parametrize("resumed_at, words", [
+    ([], ""), ([12], ", resumed after epoch 12"), ([12, 66], ", resumed after epochs 12 and 66"),
+    ([3, 5, 9], ", resumed after epochs 3, 5 and 9")])
+def test_provenance_of_a_shipped_run_lists_where_it_was_resumed(fake_shipped, resumed_at, words):
+    run = shipped.load("report")
+    run.meta.update(epochs_run=130, seconds=26584.5, resumed_at=resumed_at)
     assert book.provenance(run) == (
-        f"This page shows a run trained by this build (the *report* recipe, 1 epochs, seed 3, "
-        f"{run.meta['dtype_policy']}, {run.meta['seconds'] / 60:.0f} minutes on {run.meta['device']}), "
-        f"kept in `.cache/runs/{run.path.name}`.")
+        "This page shows the shipped run `report` (the *report* recipe, 130 epochs, seed 0, float32, 443 minutes on "
+        f"CPU (2 cores, x86_64){words}; finished 2026-12-01 17:00 UTC at commit `0123456789ab`). "
+        "`FER_RETRAIN=1 jb build book/` trains it again instead.")
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -100,7 +131,9 @@ def test_runs_lists_every_shipped_run_with_its_publictest_scores():
     listed = [json.loads(line) for line in cli("runs").stdout.splitlines()]
     assert [r["name"] for r in listed] == shipped.names()
     for row in listed:
-        assert 0 < row["publictest"]["accuracy"] < 1 and row["dtype_policy"] == "float32"
+        meta = shipped.meta(row["name"])
+        assert row["publictest"] == meta["publictest"] and row["command"] == meta["command"]
+        assert (row["epochs"], row["seed"], row["dtype_policy"]) == (meta["epochs_run"], meta["seed"], "float32")
 
 
 @pytest.mark.skipif(not shipped.names(), reason="no run ships with this checkout")
