@@ -85,7 +85,8 @@ def cache_record(cache: Any, hashkey: str) -> NbCacheRecord | None:
 
 def depends_on(notebook: nbformat.NotebookNode, path: Path) -> tuple[str, ...]:
     """The inputs a notebook's metadata `fer.depends_on` names; all of them by default."""
-    names = tuple(notebook.metadata.get("fer", {}).get("depends_on", INPUTS))
+    names = notebook.metadata.get("fer", {}).get("depends_on", INPUTS)
+    names = (names,) if isinstance(names, str) else tuple(names)
     unknown = sorted(set(names) - set(INPUTS))
     if unknown:
         raise ExtensionError(f"{path}: metadata fer.depends_on names {unknown}; choose among {list(INPUTS)}")
