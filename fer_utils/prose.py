@@ -171,3 +171,39 @@ def averaging(ensemble: float, best: float, shared: float, tolerance: float = 0.
     if shared >= 0.5:
         return "averaging did not help: most of the better network's mistakes are the other's too"
     return "averaging did not help, although most of the better network's mistakes are its own"
+
+
+# --- chapter 8: data quality and calibration ---------------------------------------------------------------------
+
+
+def confidence_word(mean_confidence: float, accuracy: float, tolerance: float = 0.01) -> str:
+    """'over-confident', 'under-confident' or 'about as confident as it is accurate' (within `tolerance`)."""
+    gap = mean_confidence - accuracy
+    if abs(gap) < tolerance:
+        return "about as confident as it is accurate"
+    return "over-confident" if gap > 0 else "under-confident"
+
+
+def temperature_word(temperature: float) -> str:
+    """What a fitted temperature does to the probabilities: 'softens', 'sharpens' or 'barely changes'."""
+    if abs(temperature - 1) < 0.005:
+        return "barely changes"
+    return "softens" if temperature > 1 else "sharpens"
+
+
+def calibration_where(has_test: bool) -> str:
+    """Where a temperature was fitted and where it was measured, as a clause."""
+    if has_test:
+        return "fitted on the validation split (PublicTest on FER2013) and measured on the test split (PrivateTest)"
+    return ("fitted on a stratified half of the validation split (the book's seed) and measured on the other half, "
+            "since this data has no test split")
+
+
+def injected_note(injected: Mapping[str, int]) -> str:
+    """Chapter 8's note on the flaws injected into its copy of the stand-in (Markdown), or '' when none were."""
+    if not injected:
+        return ""
+    return ("> **This chapter's copy of the stand-in has flaws of its own.** Exact and near copies of training images "
+            "(every third one relabelled) and blank images were injected into it (`fer_utils.quality.INJECTED`), so "
+            "that the checks have something to find. Besides the injected copies, its near pairs include different "
+            "drawn faces that share the stand-in's one template.")

@@ -1,12 +1,11 @@
-"""How clean the data is and how far to trust the model's confidence: duplicates, degenerate images, calibration.
+"""Duplicates, degenerate images and calibration: the library code behind chapter 8 (which composes the tables).
 
 Exact duplicates are images with identical pixels. Near duplicates are found with a perceptual hash, pHash as
 imagededup computes it: each image is area-averaged to 32x32, transformed with a 2-D DCT, and the 8x8 lowest
 frequencies become 64 bits, one per coefficient at or above the median of the 63 that are not the mean. Two images
 whose hashes differ in at most `NEAR_DISTANCE` bits are near duplicates. The search splits the 64 bits into blocks
-and sorts by each (multi-index hashing), so it never compares all pairs. Calibration is judged by the expected
-calibration error over `ECE_BINS` equal-width bins of the top-class confidence and by the negative log-likelihood,
-before and after temperature scaling.
+and sorts by each (multi-index hashing), so it never compares all pairs. Calibration: the expected calibration
+error over `ECE_BINS` equal-width bins of the top-class confidence, the negative log-likelihood, temperature scaling.
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fer_utils.data import CLASSES, IMAGE_SIZE, SPLITS, FerData, stratified_split
-from fer_utils.evaluation import Evaluation
+from fer_utils.data import CLASSES, IMAGE_SIZE, SPLITS, FerData
 
 HASH_RESIZE = 32  # images are area-averaged to this side before the DCT
 HASH_SIDE = 8  # the hash keeps this many lowest DCT frequencies per axis: HASH_SIDE**2 = 64 bits
@@ -28,7 +26,6 @@ BLANK_STD = 5.0  # blank or near-constant: pixel standard deviation below this m
 FLAT_BAND = 4  # the flatness rule counts pixels within this many grey levels of the most common level...
 FLAT_SHARE = 0.75  # ...and flags an image (a probable non-face) when they are at least this share of it
 ECE_BINS = 15  # equal-width bins of the top-class confidence
-CONFIDENCE_TOLERANCE = 0.01  # a mean confidence this close to the accuracy counts as neither over nor under
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 KIND_NAMES = {"blank": "blank or near-constant", "flat": "flat (probable non-face)"}
 # Flaws injected into the chapter's copy of the synthetic stand-in, per split: exact copies, near copies (of
@@ -133,12 +130,6 @@ def degenerate(images: np.ndarray) -> pd.DataFrame:
 # --- one data set's audit ------------------------------------------------------------------------------------
 
 
-def pool(data: FerData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All images, labels and split names of `data`, split after split."""
-    split = np.concatenate([np.full(len(data.y[s]), s) for s in SPLITS])
-    return np.concatenate([data.x[s] for s in SPLITS]), np.concatenate([data.y[s] for s in SPLITS]), split
-
-
 @dataclass
 class Audit:
     """What the checks found in one data set: every image's split and label, its flags, and the close pairs."""
@@ -149,14 +140,11 @@ class Audit:
     flags: pd.DataFrame
     pairs: pd.DataFrame  # i < j into the pooled images, distance, identical, near, split_i/j, conflict
 
-    def offset(self, split: str) -> int:
-        """Where `split` starts among the pooled images."""
-        return int(np.argmax(self.split == split))
-
 
 def audit(data: FerData) -> Audit:
     """Flag degenerate images, then search the rest for duplicates within and across splits."""
-    images, labels, split = pool(data)
+    split = np.concatenate([np.full(len(data.y[s]), s) for s in SPLITS])
+    images, labels = (np.concatenate([part[s] for s in SPLITS]) for part in (data.x, data.y))
     flags = degenerate(images)
     kept = np.flatnonzero(flags["kind"].to_numpy() == "")
     pairs = duplicate_search(images[kept])
@@ -180,7 +168,7 @@ def within(result: Audit, split: str) -> dict:
 
 def twins(result: Audit, split: str, reference: str = "train") -> pd.DataFrame:
     """Per image of `split`: its closest twin in `reference` ('exact', 'near', '') and if a twin's label differs."""
-    start, n = result.offset(split), int((result.split == split).sum())
+    start, n = int(np.argmax(result.split == split)), int((result.split == split).sum())
     pairs = result.pairs[result.pairs["near"]]
     cross = pairs[(pairs["split_i"] == reference) & (pairs["split_j"] == split)]
     mine = cross["j"].to_numpy() - start
@@ -202,58 +190,6 @@ def twin_table(result: Audit) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("split")
 
 
-def degenerate_table(result: Audit) -> pd.DataFrame:
-    """Blank and flat images per split."""
-    flagged = result.flags["kind"].to_numpy() != ""
-    table = pd.crosstab(result.flags["kind"].to_numpy()[flagged], result.split[flagged])
-    present = [s for s in SPLITS if (result.split == s).any()]
-    table = table.reindex(index=list(KIND_NAMES), columns=present, fill_value=0)
-    return table.rename(index=KIND_NAMES, columns=SPLIT_NAMES).rename_axis(index="flag", columns="split")
-
-
-def duplicate_table(result: Audit) -> pd.DataFrame:
-    """Exact and near pairs, and those with different labels, within each split and between each two splits."""
-    pairs = result.pairs[result.pairs["near"]]
-    present = [s for s in SPLITS if (result.split == s).any()]
-    groups = {f"within {SPLIT_NAMES[s]}": (s, s) for s in present}
-    groups.update({f"{SPLIT_NAMES[b]} vs {SPLIT_NAMES[a]}": (a, b)
-                   for i, a in enumerate(present) for b in present[i + 1:]})
-    rows = {}
-    for name, (a, b) in groups.items():
-        chosen = pairs[(pairs["split_i"] == a) & (pairs["split_j"] == b)]
-        rows[name] = {"pixel-identical pairs": int(chosen["identical"].sum()),
-                      "near pairs": int((~chosen["identical"]).sum()),
-                      "pairs with different labels": int(chosen["conflict"].sum())}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("images compared")
-
-
-def distance_table(result: Audit) -> pd.DataFrame:
-    """Pairs per hash distance (pixel-identical pairs apart), with the share whose labels differ."""
-    pairs = result.pairs
-    key = np.where(pairs["identical"], "identical pixels", pairs["distance"].astype(str))
-    table = pairs.assign(distance=key).groupby("distance", sort=False).agg(
-        pairs=("conflict", "size"), different_labels=("conflict", "mean"))
-    order = ["identical pixels", *map(str, range(SEARCH_RADIUS + 1))]
-    return table.reindex([k for k in order if k in table.index]).rename_axis("hash distance (bits)")
-
-
-def chance_conflict(labels: np.ndarray) -> float:
-    """The share of random pairs of images whose labels differ, given the class shares of `labels`."""
-    shares = np.bincount(labels, minlength=len(CLASSES)) / max(len(labels), 1)
-    return float(1 - np.sum(shares ** 2))
-
-
-def threshold_examples(result: Audit, k: int = 4, seed: int = 0) -> pd.DataFrame:
-    """Up to k non-identical pairs at the largest distance within the threshold and k at the smallest beyond it."""
-    rng = np.random.default_rng(seed)
-    pairs = result.pairs[~result.pairs["identical"]]
-    inside = pairs.loc[pairs["near"], "distance"].max()
-    outside = pairs.loc[~pairs["near"], "distance"].min()
-    chosen = [pairs[pairs["distance"] == d].assign(side=side) for d, side in ((inside, "inside"), (outside, "outside"))]
-    chosen = [c.iloc[np.sort(rng.permutation(len(c))[:k])] for c in chosen]
-    return pd.concat(chosen).reset_index(drop=True)
-
-
 # --- the synthetic stand-in's own flaws ----------------------------------------------------------------------
 
 
@@ -268,50 +204,24 @@ def inject_flaws(data: FerData, seed: int = 0) -> tuple[FerData, dict]:
         for kind in ("exact", "near"):
             for n in range(plan[kind]):
                 target, source = next(targets), next(sources)
-                image = data.x["train"][source]
-                x[split][target] = _near_copy(image, rng) if kind == "near" else image
+                image = data.x["train"][source]  # a near copy is a little brighter, with faint noise
+                x[split][target] = (np.clip(image * 0.95 + 8 + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
+                                    if kind == "near" else image)
                 shift = (n % 3 == 2) * rng.integers(1, len(CLASSES))  # every third copy gets another label
                 y[split][target] = (data.y["train"][source] + shift) % len(CLASSES)
         for n in range(plan["blank"]):
-            x[split][next(targets)] = _blank(BLANK_LEVELS[n % len(BLANK_LEVELS)], rng)
+            level = BLANK_LEVELS[n % len(BLANK_LEVELS)]  # mid-grey gets faint noise: near-constant, not constant
+            noise = rng.normal(0, 1.0, (IMAGE_SIZE, IMAGE_SIZE)) * (0 < level < 255)
+            x[split][next(targets)] = np.clip(level + noise, 0, 255).astype(np.uint8)
     counts = {kind: sum(plan[kind] for plan in INJECTED.values()) for kind in ("exact", "near", "blank")}
     counts["relabelled"] = sum(plan["exact"] // 3 + plan["near"] // 3 for plan in INJECTED.values())
     note = "This chapter's copy of the stand-in has duplicates and blank images injected (quality.INJECTED)."
     return FerData(x, y, data.source, data.path, [*data.notes, note]), counts
 
 
-def _near_copy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """`image` a little brighter and with faint noise: a near duplicate."""
-    return np.clip(image.astype(np.float64) * 0.95 + 8 + rng.normal(0, 2, image.shape), 0, 255).astype(np.uint8)
-
-
-def _blank(level: int, rng: np.random.Generator) -> np.ndarray:
-    """A constant 48x48 image at `level`; mid-grey gets faint noise, to be near-constant rather than constant."""
-    noise = rng.normal(0, 1.0, (IMAGE_SIZE, IMAGE_SIZE)) * (0 < level < 255)
-    return np.clip(level + noise, 0, 255).astype(np.uint8)
-
-
 def chapter_data(data: FerData, seed: int = 0) -> tuple[FerData, dict]:
     """The data the quality chapter audits: the stand-in with flaws injected, or real data as it is (and no counts)."""
     return inject_flaws(data, seed) if data.is_synthetic else (data, {})
-
-
-# --- scores with and without twins ---------------------------------------------------------------------------
-
-
-def twin_scores(y: np.ndarray, probabilities: dict[str, np.ndarray], twin: np.ndarray) -> pd.DataFrame:
-    """Per group of held-out images (exact twin, near twin, no twin, all): count and each run's accuracy, macro-F1."""
-    y, twin = np.asarray(y), np.asarray(twin)
-    groups = {"exact twin in training": twin == "exact", "near twin only": twin == "near",
-              "any twin": twin != "", "no twin (twins left out)": twin == "", "all": np.ones(len(y), dtype=bool)}
-    rows = {}
-    for name, members in groups.items():
-        rows[name] = {"images": int(members.sum())}
-        for run, probs in probabilities.items():
-            scores = Evaluation(y[members], np.asarray(probs)[members].argmax(axis=1))
-            rows[name].update({f"accuracy ({run})": scores.accuracy,
-                               f"macro-F1 ({run})": scores.macro_f1 if scores.n else float("nan")})
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("held-out images")
 
 
 # --- calibration ---------------------------------------------------------------------------------------------
@@ -358,99 +268,4 @@ def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
     return float(np.exp(found.x))
 
 
-def calibration_sets(data: FerData, seed: int) -> tuple[tuple[str, np.ndarray], tuple[str, np.ndarray]]:
-    """(split, indices) to fit the temperature on and to measure on: validation and test, or halves of validation."""
-    if len(data.y["test"]):
-        return ("val", np.arange(len(data.y["val"]))), ("test", np.arange(len(data.y["test"])))
-    fit, measure = stratified_split(data.y["val"], 0.5, seed)
-    return ("val", fit), ("val", measure)
 
-
-def calibration_table(fit: dict[str, np.ndarray], y_fit: np.ndarray, measured: dict[str, np.ndarray],
-                      y: np.ndarray) -> pd.DataFrame:
-    """Per run, before and after temperature scaling fitted on `fit`: temperature, accuracy, confidence, ECE, NLL."""
-    rows = {}
-    for run, probs in measured.items():
-        temperature = fit_temperature(fit[run], y_fit)
-        for stage, t in (("before", 1.0), ("after", temperature)):
-            scaled = temper(probs, t)
-            rows[(run, stage)] = {"temperature": t, "accuracy": float(np.mean(scaled.argmax(axis=1) == y)),
-                                  "mean confidence": float(scaled.max(axis=1).mean()), "ECE": ece(scaled, y),
-                                  "NLL": nll(scaled, y)}
-    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["run", "temperature scaling"])
-
-
-def recipe_differences(a, b) -> str:
-    """The training settings in which two TrainConfigs differ, as 'name (a vs b)' joined by commas."""
-    shown = [{**vars(c), "augmentation": c.augmentation if c.augment else "none"} for c in (a, b)]
-    return ", ".join(f"{k.replace('_', ' ')} ({shown[0][k]} vs {shown[1][k]})"
-                     for k in shown[0] if k != "augment" and shown[0][k] != shown[1][k])
-
-
-# --- words that change with the data -------------------------------------------------------------------------
-
-
-def confidence_word(mean_confidence: float, accuracy: float) -> str:
-    """'over-confident', 'under-confident' or 'about as confident as it is accurate'."""
-    gap = mean_confidence - accuracy
-    if abs(gap) < CONFIDENCE_TOLERANCE:
-        return "about as confident as it is accurate"
-    return "over-confident" if gap > 0 else "under-confident"
-
-
-def temperature_word(temperature: float) -> str:
-    """What a fitted temperature does to the probabilities: 'softens', 'sharpens' or 'barely changes'."""
-    if abs(temperature - 1) < 0.005:
-        return "barely changes"
-    return "softens" if temperature > 1 else "sharpens"
-
-
-def twin_clause(n_twins: int, twin_accuracy: float, rest_accuracy: float) -> str:
-    """How the model scores held-out images with a training twin against the rest, as a clause."""
-    if n_twins == 0:
-        return "has no held-out image with a training twin to compare"
-    relation = "above" if twin_accuracy > rest_accuracy else "below" if twin_accuracy < rest_accuracy else "level with"
-    return (f"scores {twin_accuracy:.3f} on the {n_twins:,} held-out images with a training twin, {relation} "
-            f"the {rest_accuracy:.3f} it scores on the rest")
-
-
-def shift_clause(with_twins: float, without: float) -> str:
-    """How leaving the twins out moves an accuracy, as a clause."""
-    points = 100 * (without - with_twins)
-    if abs(points) < 0.05:
-        return f"leaves its accuracy at {with_twins:.3f}"
-    return f"moves its accuracy from {with_twins:.3f} to {without:.3f} ({points:+.1f} points)"
-
-
-def calibration_clause(has_test: bool, seed: int) -> str:
-    """Where the temperature was fitted and where it was measured."""
-    if has_test:
-        return "fitted on the validation split (PublicTest on FER2013) and measured on the test split (PrivateTest)"
-    return (f"fitted on a stratified half of the validation split (seed {seed}) and measured on the other half, "
-            "since this data has no test split")
-
-
-def data_label(data: FerData, injected: dict) -> str:
-    """What the chapter audits: FER2013 and its form, or the stand-in with what was injected into its copy."""
-    if not injected:
-        return "the synthetic stand-in" if data.is_synthetic else f"FER2013 ({data.source})"
-    return (f"this chapter's copy of the synthetic stand-in, into which {injected['exact']} exact copies, "
-            f"{injected['near']} near copies ({injected['relabelled']} of the copies relabelled) and "
-            f"{injected['blank']} blank images were injected")
-
-
-def lookalike_clause(injected: dict, near_pairs: int) -> str:
-    """On the stand-in, how many of the near pairs are injected copies and what the others are; empty otherwise."""
-    if not injected:
-        return ""
-    return (f", of which {min(injected['near'], near_pairs)} are injected copies and the other "
-            f"{max(near_pairs - injected['near'], 0):,} different drawn faces that share the stand-in's one template")
-
-
-def stand_in_warning(is_synthetic: bool) -> str:
-    """A MyST warning that the page shows the synthetic stand-in, or nothing for real data."""
-    if not is_synthetic:
-        return ""
-    return (":::{warning}\nThese results come from the synthetic stand-in, not FER2013, with duplicates and blank "
-            "images injected into this chapter's copy of it: see the {doc}`introduction <intro>` for how to build "
-            "the book on the real data.\n:::")

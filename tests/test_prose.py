@@ -138,3 +138,25 @@ def test_rises():
 ])
 def test_averaging(ensemble, best, shared, start):
     assert prose.averaging(ensemble, best, shared).startswith(start)
+
+
+@pytest.mark.parametrize("confidence, accuracy, word", [
+    (0.74, 0.61, "over-confident"),  # FER2013-like, report recipe
+    (0.55, 0.65, "under-confident"),  # FER2013-like, label-smoothed recipe
+    (0.905, 0.90, "about as confident as it is accurate"),  # the stand-in
+])
+def test_confidence_word(confidence, accuracy, word):
+    assert prose.confidence_word(confidence, accuracy) == word
+
+
+@pytest.mark.parametrize("temperature, word", [(1.6, "softens"), (0.7, "sharpens"), (1.002, "barely changes")])
+def test_temperature_word(temperature, word):
+    assert prose.temperature_word(temperature) == word
+
+
+def test_calibration_where_and_injected_note():
+    assert "measured on the test split" in prose.calibration_where(True)
+    assert "stratified half of the validation split" in prose.calibration_where(False)
+    assert prose.injected_note({}) == ""
+    assert prose.injected_note({"exact": 12}).startswith("> **This chapter's copy of the stand-in")
+    assert not any(c.isdigit() for c in prose.injected_note({"exact": 12}) + prose.calibration_where(False))
