@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from fer_utils import quality, quality_plots
+from fer_utils import quality
 from fer_utils.data import CLASSES, SPLITS, FerData, load
-from fer_utils.training import RECIPES
 
 
 def smooth_images(n: int, seed: int = 0) -> np.ndarray:
@@ -136,32 +134,15 @@ def test_audit_finds_every_planted_flaw(planted):
 
 def test_tables_count_the_planted_pairs(planted):
     found = quality.audit(planted)
-    table = quality.duplicate_table(found)
-    assert table.loc["within training"].tolist() == [1, 1, 0]
-    assert table.loc["validation vs training"].tolist() == [2, 1, 1]
-    assert table.loc["test vs training"].tolist() == [0, 1, 1]
-    assert table.loc["test vs validation"].tolist() == [0, 0, 0] and len(table) == 6
+    near = found.pairs[found.pairs["near"]]
+    assert near[["split_i", "split_j", "identical", "conflict"]].values.tolist() == [
+        ["train", "train", True, False], ["train", "train", False, False], ["train", "val", True, False],
+        ["train", "val", True, True], ["train", "val", False, False], ["train", "test", False, True]]
     twins = quality.twin_table(found)
     assert twins.loc["validation"].tolist() == [6, 2, 1, 1] and twins.loc["test"].tolist() == [4, 0, 1, 1]
-    degenerate = quality.degenerate_table(found)
-    assert degenerate.loc[quality.KIND_NAMES["blank"]].tolist() == [1, 1, 0]
-    assert degenerate.loc[quality.KIND_NAMES["flat"]].tolist() == [1, 0, 0]
-    distances = quality.distance_table(found)
-    assert distances.loc["identical pixels", "pairs"] == 3
-    assert distances.loc["identical pixels", "different_labels"] == pytest.approx(1 / 3)
-
-
-def test_threshold_examples_straddle_the_threshold():
-    images = smooth_images(200, seed=5)
-    data = FerData({"train": images, "val": images[:0], "test": images[:0]},
-                   {"train": np.arange(200) % 7, "val": np.zeros(0, int), "test": np.zeros(0, int)}, "kaggle-csv", None)
-    found = quality.audit(data)
-    found.pairs = pd.DataFrame({"i": [0, 1, 2, 3], "j": [4, 5, 6, 7], "distance": [2, 4, 6, 6], "identical": False,
-                                "near": [True, True, False, False], "split_i": "train", "split_j": "train",
-                                "conflict": False})
-    examples = quality.threshold_examples(found, k=1)
-    assert examples[["side", "distance"]].values.tolist() == [["inside", 4], ["outside", 6]]
-    assert quality.chance_conflict(np.array([0, 0, 1, 1])) == pytest.approx(0.5)
+    assert found.flags.groupby([found.flags["kind"], found.split]).size().to_dict() == {
+        ("", "test"): 4, ("", "train"): 18, ("", "val"): 5, ("blank", "train"): 1, ("blank", "val"): 1,
+        ("flat", "train"): 1}
 
 
 # --- the stand-in's injected flaws ---------------------------------------------------------------------------
@@ -174,7 +155,7 @@ def test_injected_flaws_are_found_and_leave_the_original_alone(tiny_synthetic):
     assert injected == {"exact": 12, "near": 10, "blank": 5, "relabelled": 7}
     found = quality.audit(data)
     assert (found.flags["kind"] == "blank").sum() == injected["blank"]
-    assert quality.duplicate_table(found)["pixel-identical pairs"].sum() == injected["exact"]
+    assert (found.pairs["near"] & found.pairs["identical"]).sum() == injected["exact"]
     near = found.pairs[found.pairs["near"] & ~found.pairs["identical"]]
     assert len(near) >= injected["near"]
     assert sum(quality.within(found, s)["images"] for s in SPLITS) == sum(len(tiny_synthetic.y[s]) for s in SPLITS)
@@ -183,17 +164,6 @@ def test_injected_flaws_are_found_and_leave_the_original_alone(tiny_synthetic):
 def test_real_data_is_audited_as_it_is(planted):
     data, injected = quality.chapter_data(planted, seed=0)
     assert data is planted and injected == {}
-
-
-# --- scores with and without twins ---------------------------------------------------------------------------
-
-
-def test_twin_scores_split_the_held_out_images_by_twin():
-    y = np.array([0, 1, 2, 3, 4, 5])
-    probs = np.eye(7)[[0, 1, 0, 0, 4, 5]]  # wrong on images 2 and 3
-    scores = quality.twin_scores(y, {"report": probs}, np.array(["exact", "near", "near", "", "", ""]))
-    assert scores["images"].tolist() == [1, 2, 3, 3, 6]
-    assert scores["accuracy (report)"].tolist() == pytest.approx([1, 0.5, 2 / 3, 2 / 3, 4 / 6])
 
 
 # --- calibration ---------------------------------------------------------------------------------------------
@@ -220,7 +190,6 @@ def test_ece_and_nll_of_an_over_confident_model():
     probs, y = confident(0.9, np.arange(100) < 60)
     assert quality.ece(probs, y) == pytest.approx(0.3)
     assert quality.nll(probs, y) == pytest.approx(-(0.6 * np.log(0.9) + 0.4 * np.log(0.1 / 6)))
-    assert quality.confidence_word(0.9, 0.6) == "over-confident"
 
 
 def test_bins_are_closed_on_the_right():
@@ -242,111 +211,6 @@ def test_temperature_scaling_recovers_a_known_temperature():
     np.testing.assert_allclose(quality.temper(truth, 1.0), truth, atol=1e-9)
     assert (quality.temper(sharpened, 2.0).argmax(axis=1) == sharpened.argmax(axis=1)).all()
     assert quality.ece(quality.temper(sharpened, 2.0), y) < quality.ece(sharpened, y) / 3
-
-
-def test_calibration_table_fits_on_one_set_and_measures_on_another():
-    rng = np.random.default_rng(1)
-    logits = rng.normal(0, 2, size=(4000, 7))
-    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    y = (truth.cumsum(axis=1) > rng.uniform(size=(len(truth), 1))).argmax(axis=1)
-    probs = {"report": quality.temper(truth, 0.5), "augmented": quality.temper(truth, 2.0)}
-    table = quality.calibration_table({k: v[:2000] for k, v in probs.items()}, y[:2000],
-                                      {k: v[2000:] for k, v in probs.items()}, y[2000:])
-    assert table.loc[("report", "after"), "temperature"] == pytest.approx(2.0, rel=0.15)
-    assert table.loc[("augmented", "after"), "temperature"] == pytest.approx(0.5, rel=0.15)
-    assert table.loc[("report", "before"), "temperature"] == 1.0
-    assert (table.xs("after", level=1)["NLL"] <= table.xs("before", level=1)["NLL"] + 1e-3).all()
-    assert table.loc[("report", "before"), "accuracy"] == table.loc[("report", "after"), "accuracy"]
-
-
-def test_calibration_sets_use_the_test_split_when_there_is_one(planted):
-    (fit, fit_rows), (measure, measure_rows) = quality.calibration_sets(planted, seed=0)
-    assert (fit, measure) == ("val", "test") and len(fit_rows) == 6 and len(measure_rows) == 4
-
-
-def test_calibration_sets_halve_the_validation_split_by_class_without_a_test_split(planted):
-    y_val = np.repeat(np.arange(7), 20)
-    data = FerData(planted.x, {**planted.y, "val": y_val, "test": y_val[:0]}, "kaggle-csv", None)
-    (fit, fit_rows), (measure, measure_rows) = quality.calibration_sets(data, seed=3)
-    assert fit == measure == "val"
-    assert sorted(np.concatenate([fit_rows, measure_rows])) == list(range(140))
-    assert (np.bincount(y_val[fit_rows]) == 10).all()
-    assert np.array_equal(quality.calibration_sets(data, seed=3)[0][1], fit_rows)
-    assert not np.array_equal(quality.calibration_sets(data, seed=4)[0][1], fit_rows)
-
-
-# --- words that change with the data: every branch, with FER2013-like values and the stand-in's --------------
-
-
-@pytest.mark.parametrize("confidence, accuracy, word", [
-    (0.74, 0.61, "over-confident"),  # FER2013-like, report recipe
-    (0.55, 0.65, "under-confident"),  # FER2013-like, label-smoothed recipe
-    (0.905, 0.90, "about as confident as it is accurate"),  # the stand-in
-])
-def test_confidence_word(confidence, accuracy, word):
-    assert quality.confidence_word(confidence, accuracy) == word
-
-
-@pytest.mark.parametrize("temperature, word", [(1.6, "softens"), (0.7, "sharpens"), (1.002, "barely changes")])
-def test_temperature_word(temperature, word):
-    assert quality.temperature_word(temperature) == word
-
-
-@pytest.mark.parametrize("n, twin, rest, expected", [
-    (422, 0.79, 0.59, "scores 0.790 on the 422 held-out images with a training twin, above the 0.590 it scores on"),
-    (59, 0.80, 0.85, "scores 0.800 on the 59 held-out images with a training twin, below the 0.850 it scores on"),
-    (4, 0.5, 0.5, "level with"),
-    (0, float("nan"), 0.6, "has no held-out image with a training twin to compare"),
-])
-def test_twin_clause(n, twin, rest, expected):
-    assert expected in quality.twin_clause(n, twin, rest)
-
-
-@pytest.mark.parametrize("with_twins, without, expected", [
-    (0.610, 0.587, "moves its accuracy from 0.610 to 0.587 (-2.3 points)"),
-    (0.88, 0.89, "moves its accuracy from 0.880 to 0.890 (+1.0 points)"),
-    (0.9, 0.9002, "leaves its accuracy at 0.900"),
-])
-def test_shift_clause(with_twins, without, expected):
-    assert quality.shift_clause(with_twins, without) == expected
-
-
-def test_calibration_clause_names_where_the_temperature_was_fitted():
-    assert "test split" in quality.calibration_clause(True, 0)
-    assert "stratified half of the validation split (seed 7)" in quality.calibration_clause(False, 7)
-
-
-def test_data_label_lookalike_clause_and_warning_for_real_data_and_the_stand_in(planted, tiny_synthetic):
-    copy, injected = quality.chapter_data(tiny_synthetic, seed=0)
-    assert quality.data_label(planted, {}) == "FER2013 (kaggle-csv)"
-    assert quality.data_label(tiny_synthetic, {}) == "the synthetic stand-in"
-    label = quality.data_label(copy, injected)
-    assert "12 exact copies, 10 near copies (7 of the copies relabelled) and 5 blank" in label
-    assert quality.lookalike_clause({}, 1600) == ""
-    assert quality.lookalike_clause(injected, 340) == (", of which 10 are injected copies and the other 330 different "
-                                                      "drawn faces that share the stand-in's one template")
-    assert quality.stand_in_warning(False) == "" and quality.stand_in_warning(True).startswith(":::{warning}")
-
-
-def test_recipe_differences_name_what_differs_between_the_recipes():
-    text = quality.recipe_differences(RECIPES["report"], RECIPES["augmented"])
-    assert "label smoothing (0.0 vs 0.1)" in text and "augmentation (none vs flip)" in text
-    assert "batch size" not in text and "augment (" not in text
-    assert quality.recipe_differences(RECIPES["report"], RECIPES["report"]) == ""
-
-
-# --- figures -------------------------------------------------------------------------------------------------
-
-
-def test_figures_draw_pairs_flagged_images_and_reliability_diagrams(planted):
-    found = quality.audit(planted)
-    examples = quality.threshold_examples(found, k=2)
-    assert len(quality_plots.pairs_figure(found.images, found.labels, found.split, examples).axes) >= 8
-    assert len(quality_plots.degenerate_figure(found, ncols=4).axes) == 3  # one panel per flagged image
-    probs, y = confident(0.9, np.arange(100) < 60)
-    curves = {"report": {"before": quality.reliability(probs, y),
-                         "after": quality.reliability(quality.temper(probs, 2), y)}}
-    assert len(quality_plots.reliability_figure(curves).axes) == 2
 
 
 # --- the real data, when a test run points at it ------------------------------------------------------------
