@@ -43,6 +43,11 @@ def check_confusion(values: dict, run, data) -> None:
     assert values["top_share"] == pytest.approx(off.max()) == pytest.approx(shares[true, predicted])
     assert values["top_shared"] == prose.shared_actions(values["top_true"], values["top_predicted"])
     assert values["fear_as_sad"] == pytest.approx(shares[CLASSES.index("fear"), CLASSES.index("sad")])
+    assert values["tbl-pairs"].splitlines()[2].startswith(f"| {values['top_true']} → {values['top_predicted']} ")
+    sinks = np.bincount(off.argmax(axis=1), minlength=len(CLASSES))  # how many classes take each for their mistake
+    assert values["sink_count"] == sinks.max() and sinks[CLASSES.index(values["sink"])] == sinks.max()
+    happy = next(row for row in values["tbl-actions"].splitlines() if row.startswith("| happy "))
+    assert "AU6 cheek raiser and AU12 lip corner puller" in happy
 
     recall = recall_score(y, pred, labels=labels, average=None, zero_division=0)
     assert [values["low_1_recall"], values["low_2_recall"]] == pytest.approx(sorted(recall)[:2])
