@@ -4,6 +4,7 @@
     python -m fer_utils evaluate --model runs/report --data PATH --split val
     python -m fer_utils evaluate --model augmented --data PATH --split test
     python -m fer_utils runs
+    python -m fer_utils cache [--clear {runs,predictions,data,all}]
 
 A stopped `train` (Ctrl-C, kill, power cut) resumes from its last finished epoch when run again with the same
 command; the run is kept beside --out (a hidden folder ending in .resume) until it is saved.
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -28,8 +30,8 @@ def parser() -> argparse.ArgumentParser:
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = top.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model on FER data and save it to a folder")
-    train.add_argument("--data", help="Kaggle CSV (.csv/.csv.gz), course label,feature CSV or image folder; "
-                                      "default: $FER_DATA, then data/, then the synthetic stand-in")
+    train.add_argument("--data", help="FER2013 file or folder, in any form data/README.md lists; default: "
+                                      "$FER_DATA, then data/, then (data/ empty) the synthetic stand-in")
     train.add_argument("--model", choices=["report", "simple"], default="report", help="which CNN (default report)")
     train.add_argument("--recipe", choices=sorted(RECIPES), default="report",
                        help="training recipe: the report's plain one, or with augmentation, cosine decay and "
@@ -48,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--shift", type=int, default=0,
                           help="also average each view moved this many pixels up, down, left and right")
     sub.add_parser("runs", help="list the trained FER2013 runs shipped with the package, with their scores")
+    cache = sub.add_parser("cache", help="list the caches (trained runs, predictions, parsed data) with their sizes")
+    cache.add_argument("--clear", nargs="?", const="all", choices=["runs", "predictions", "data", "all"],
+                       help="delete one cache's entries, or all of them (the default); they are remade when needed")
     return top
 
 
@@ -60,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "runs":
         return list_runs()
+    if args.command == "cache":
+        return caches(args.clear)
     try:
         dataset = fer_data.load(args.data, seed=args.seed, verbose=False)
         print(dataset.describe(), file=sys.stderr)
@@ -114,6 +121,22 @@ def list_runs() -> int:
         print(json.dumps({"name": name, "model": meta["model"], "epochs": meta["epochs_run"], "seed": meta["seed"],
                           "dtype_policy": meta["dtype_policy"], "command": meta["command"],
                           "publictest": meta["publictest"]}))
+    return 0
+
+
+def caches(clear: str | None = None) -> int:
+    """Print one JSON line per cache: its entries and bytes, which `clear` ('all' or a cache's name) deletes."""
+    from fer_utils import data, evaluation, training
+
+    folders = {"runs": training.CACHE_DIR, "predictions": evaluation.PREDICTIONS_DIR, "data": data.PARSED_DIR}
+    for name, folder in folders.items():
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        cleared = clear in (name, "all")
+        for entry in entries if cleared else []:
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        print(json.dumps({"cache": name, "path": str(folder), "entries": len(entries), "bytes": size,
+                          "mb": round(size / 1e6, 1), **({"cleared": True} if cleared else {})}))
     return 0
 
 
