@@ -33,6 +33,7 @@ def check_intro(values: dict, data) -> None:
     assert values["n_images"] == sum(sizes.values())
     assert values["n_classes"] == len(CLASSES) and values["input_side"] == IMAGE_SIZE
     assert values["fingerprint"] == data.fingerprint
+    assert ("synthetic" in values["data_name"]) == data.is_synthetic
     share = np.bincount(data.y["train"], minlength=len(CLASSES)) / len(data.y["train"])
     assert values["commonest"] == CLASSES[share.argmax()] and values["rarest"] == CLASSES[share.argmin()]
     assert [values["commonest_share"], values["rarest_share"]] == pytest.approx([share.max(), share.min()])
