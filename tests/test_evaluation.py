@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -47,8 +49,11 @@ def test_most_confused_and_mistaken_for():
 
 def test_summary_is_json_ready():
     summary = Evaluation(Y_TRUE, Y_PRED).summary()
-    assert summary["n"] == 10 and summary["recall"]["angry"] == pytest.approx(0.75)
-    assert all(isinstance(v, float) for v in summary["recall"].values())
+    assert json.loads(json.dumps(summary)) == summary  # plain Python values: JSON gives them back unchanged
+    macro_f1 = (2 / 3 + 2 * 0.75 / 1.75) / 3  # as in test_per_class_scores_and_macro_f1
+    assert summary == {"n": 10, "accuracy": pytest.approx(0.6), "macro_f1": pytest.approx(macro_f1),
+                       "recall": {"angry": 0.75, "disgust": 0.0, "fear": 0.0, "happy": 0.75, "sad": 0.0,
+                                  "surprise": 0.0, "neutral": 0.0}}
 
 
 def test_compare_runs_scores_each_run():
