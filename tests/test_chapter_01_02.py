@@ -4,6 +4,8 @@ freshly built model, and the history from the run's own history.csv (nothing tra
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +78,12 @@ def check_history(values: dict, run_dir: Path, data) -> None:
     assert values["chance"] == pytest.approx(np.bincount(data.y["val"]).max() / len(data.y["val"]))
     assert values["n_train"] == len(data.y["train"]) and values["n_val"] == len(data.y["val"])
     assert f"{last['val_accuracy']:.4f}" in values["tbl-original"]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    plain = dataclasses.asdict(training.TrainConfig())  # Adam on cross-entropy alone
+    optimiser = ("epochs", "batch_size", "learning_rate", "beta_1", "beta_2", "augmentation")
+    added = [k for k, v in meta["config"].items() if k not in optimiser and v != plain[k]]
+    assert (values["extras"] == "nothing") == (not added)
+    assert (values["batch"], values["lr"]) == (meta["config"]["batch_size"], meta["config"]["learning_rate"])
 
 
 @pytest.mark.book
