@@ -130,16 +130,14 @@ def locate(path: str | os.PathLike | None = None) -> Path | None:
     if path is not None and not Path(path).exists():
         raise DataError(f"{path}: no such file or folder.")
     folder = DATA_DIR if path is None else Path(path)
-    if folder.is_file():
-        return folder
-    if path is None and not folder.is_dir():
-        return None
+    found = folder if folder.is_file() else next((folder / c for c in DATA_CANDIDATES if _is_data(folder / c)), None)
+    if path is not None or not folder.is_dir():
+        return found if path is None else found or folder
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "README.md")
-    strays = [p for p in entries if p.name not in DATA_NAMES]
-    found = next((folder / c for c in DATA_CANDIDATES if _is_data(folder / c)), None)
+    strays = [p for p in entries if p.name not in DATA_NAMES]  # data/ only: a folder given may hold anything else
     if strays or (entries and found is None):
         raise DataError(f"{(strays or entries)[0]}: not a form of FER2013 that fer_utils reads. {FORMS}")
-    return found if found or path is None else folder
+    return found
 
 
 def _is_data(candidate: Path) -> bool:

@@ -169,6 +169,7 @@ def test_every_kaggle_form_loads_from_data_with_its_splits(tmp_path, monkeypatch
     monkeypatch.setattr(data, "DATA_DIR", tmp_path / "data")
     monkeypatch.delenv("FER_DATA", raising=False)
     assert data.locate() == expected
+    assert data.locate(expected.parent) == expected  # a folder given (data/fer2013 with its README and .bib)
     loaded = data.load(verbose=False)
     assert loaded.source == "kaggle-csv" and loaded.path == str(expected)
     assert loaded.counts().to_dict("list") == {"train": [3, 3, 3, 2, 0, 0, 0, 11], "val": [0, 0, 0, 1, 3, 1, 0, 5],
