@@ -154,7 +154,20 @@ def test_quick_benchmark_times_both_paths_against_the_matmul_limit():
     *rows, headline = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [row["feed"] for row in rows] == ["numpy", "tfdata"]
     assert all(row["steps_timed"] == 2 * 2 for row in rows)  # each round's first step is left out
-    assert all(row["images_per_s"] > 0 and row["ratio_to_matmul"] > 0 for row in rows)
-    assert headline["headline"].startswith("report CNN") and headline["matmul_limit_images_per_s"] > 0
+    before, now = rows
+    for row in rows:  # the derived fields follow from images/s, the FLOPs per image and the matmul's rate
+        per_s, mflop = row["images_per_s"], row["train_mflop_per_image"]
+        assert row["gflop_per_s"] == pytest.approx(per_s * mflop / 1e3, rel=0.02, abs=0.1)
+        assert row["ratio_to_matmul"] == pytest.approx(per_s * mflop / (row["matmul_gflop_per_s"] * 1e3), rel=0.05,
+                                                       abs=2e-3)
+        assert row["seconds_per_fer2013_epoch"] == pytest.approx(bench.FER_TRAIN_IMAGES / per_s, rel=0.01)
+        assert row["cores_busy"] == pytest.approx(per_s / row["images_per_cpu_s"], rel=0.02, abs=0.01)
+        assert row["speedup_vs_before"] == pytest.approx(per_s / before["images_per_s"], abs=0.01)
+    assert before["speedup_vs_before"] == 1.0
+    assert headline["headline"].startswith("report CNN") and "torch" not in headline
     assert headline["train_mflop_per_image"] == round(bench.train_flops_per_image(models.build("report"))[0] / 1e6, 1)
-    assert "torch" not in headline
+    assert {key: headline[key] for key in ("images_per_s", "speedup_vs_before", "ratio_to_matmul")} == \
+        {key: now[key] for key in ("images_per_s", "speedup_vs_before", "ratio_to_matmul")}  # the current path's row
+    assert headline["images_per_s_before"] == before["images_per_s"]
+    assert headline["matmul_limit_images_per_s"] == pytest.approx(
+        headline["matmul_gflop_per_s"] * 1e3 / headline["train_mflop_per_image"], rel=0.02)
