@@ -61,7 +61,7 @@ def provenance(run: training.Run) -> str:
         return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
     meta = run.meta
-    how = (f"the *{_recipe_name(meta['config'])}* recipe, {count(meta['epochs_run'], 'epoch')}, seed {meta['seed']}, "
+    how = (f"the *{recipe_name(meta['config'])}* recipe, {count(meta['epochs_run'], 'epoch')}, seed {meta['seed']}, "
            f"{meta['dtype_policy']}, {count(round(meta['seconds'] / 60), 'minute')} on {meta['device']}")
     if shipped.is_shipped(run):
         *earlier, last = meta["resumed_at"] or [None]
@@ -74,7 +74,7 @@ def provenance(run: training.Run) -> str:
     return f"This page shows a run trained by this build ({how}), kept in {where}."
 
 
-def _recipe_name(config: dict) -> str:
+def recipe_name(config: dict) -> str:
     """The name of the recipe `config` is, epochs aside ('report', 'augmented'), or 'custom'."""
     for name, recipe in training.RECIPES.items():
         if {**config, "epochs": recipe.epochs} == dataclasses.asdict(recipe):

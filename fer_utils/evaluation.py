@@ -127,20 +127,6 @@ class Evaluation:
         table = self.per_class
         return float(table.loc[table["support"] > 0, "f1"].mean())
 
-    def most_confused(self, k: int = 5) -> pd.DataFrame:
-        """The k largest off-diagonal cells: true class, predicted class, count and share of the true class."""
-        counts, shares = self.confusion, self.confusion_normalized
-        rows = [(t, p, int(counts.loc[t, p]), float(shares.loc[t, p]))
-                for t in CLASSES for p in CLASSES if t != p and counts.loc[t, p] > 0]
-        frame = pd.DataFrame(rows, columns=["true", "predicted", "count", "share_of_true"])
-        return frame.sort_values(["share_of_true", "count"], ascending=False).head(k).reset_index(drop=True)
-
-    def mistaken_for(self) -> pd.Series:
-        """For each true class, the class it is most often wrongly predicted as."""
-        shares = self.confusion_normalized.to_numpy().copy()
-        np.fill_diagonal(shares, -1)
-        return pd.Series([CLASSES[i] for i in shares.argmax(axis=1)], index=pd.Index(CLASSES, name="true"))
-
     def summary(self) -> dict:
         """The headline numbers as plain Python values (for JSON)."""
         return {"n": self.n, "accuracy": self.accuracy, "macro_f1": self.macro_f1,

@@ -8,12 +8,17 @@ book's discussion rests on.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
 
 from fer_utils.data import CLASSES, IMAGE_SIZE, scale
+
+# tf-keras-vis calls Keras 3 models with a list of inputs, and Keras warns of the structure on every call: a
+# stderr output in each notebook cell that explains. The maps are unaffected.
+warnings.filterwarnings("ignore", "The structure of `inputs`", UserWarning)
 
 # Face regions as pixel boxes (top, bottom, left, right), half-open, on the 48 x 48 image. FER2013 faces are
 # roughly centred and aligned; these boxes follow its mean face (and the synthetic faces' layout), so they are

@@ -159,15 +159,6 @@ def class_examples_figure(x: np.ndarray, y: np.ndarray, per_class: int = 4, seed
     return fig
 
 
-def table_markdown(frame: pd.DataFrame, caption: str, name: str, index: bool = True, **formats) -> str:
-    """A DataFrame as a MyST table with a caption and a `name` for {numref}; `formats` go to tabulate.
-
-    The table is a colon fence, so the caption may hold `code`; show it with display(Markdown(...)).
-    """
-    body = frame.astype(object).to_markdown(index=index, **formats)
-    return f":::{{table}} {caption}\n:name: {name}\n:align: center\n\n{body}\n:::"
-
-
 def recipes_figure(histories: dict[str, pd.DataFrame], reference: float | None = None) -> Figure:
     """Validation accuracy per epoch of several recipes; a dashed line marks a `reference` accuracy."""
     fig, ax = _figure(figsize=(7, 3.8))

@@ -38,15 +38,6 @@ def test_per_class_scores_and_macro_f1():
     assert Evaluation(Y_TRUE, Y_PRED).macro_f1 == pytest.approx(expected)
 
 
-def test_most_confused_and_mistaken_for():
-    ev = Evaluation(Y_TRUE, Y_PRED)
-    top = ev.most_confused(2)
-    assert top.iloc[0][["true", "predicted", "count"]].tolist() == ["disgust", "angry", 2]
-    assert top.iloc[0]["share_of_true"] == pytest.approx(1.0)
-    assert set(top.iloc[1][["true", "predicted"]]) in ({"angry", "disgust"}, {"happy", "neutral"})
-    assert ev.mistaken_for()["disgust"] == "angry" and ev.mistaken_for()["happy"] == "neutral"
-
-
 def test_summary_is_json_ready():
     summary = Evaluation(Y_TRUE, Y_PRED).summary()
     assert json.loads(json.dumps(summary)) == summary  # plain Python values: JSON gives them back unchanged
