@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import executed_notebook, glued
 from test_book import toc_pages
 
 from benchmarks.build_times import build_env, copy_working_tree, execution_seconds
@@ -93,22 +94,37 @@ def test_pages_with_a_shipped_run_name_it(real_book, name, pages):
         assert f"This page shows the shipped run {name} " in page_text(html, page), page
 
 
+# The shipped runs' PublicTest scores were recorded on one CPU; another CPU's rounding may flip a borderline face.
+FLIPPED_FACES = 2 / 3_589
+
+
 def test_chapter_3_scores_the_shipped_run_as_recorded(real_book):
-    html, _ = real_book
-    accuracy = shipped.meta("report")["publictest"]["accuracy"]
-    assert f"{accuracy:.3f}" in page_text(html, "03_confusion")
+    values = glued(executed_notebook(real_book[0].parent.parent, "03_confusion"))
+    recorded = shipped.meta("report")["publictest"]
+    assert values["n_eval"] == 3_589 and values["split"] == "validation"
+    assert abs(values["accuracy"] - recorded["accuracy"]) <= FLIPPED_FACES
+    assert abs(values["macro_f1"] - recorded["macro_f1"]) <= 0.002
 
 
 def test_chapter_7_scores_both_shipped_runs_as_recorded(real_book):
-    html, _ = real_book
-    text = page_text(html, "07_beyond")
-    for name in shipped.names():
-        assert f"{shipped.meta(name)['publictest']['accuracy']:.3f}" in text, name
+    values = glued(executed_notebook(real_book[0].parent.parent, "07_beyond"))
+    for key, name in (("plain", "report"), ("augmented", "augmented")):
+        recorded = shipped.meta(name)["publictest"]
+        assert abs(values[f"{key}_acc"] - recorded["accuracy"]) <= FLIPPED_FACES, name
+        assert abs(values[f"{key}_acc_10"] - recorded["accuracy_10_views"]) <= FLIPPED_FACES, name
+
+
+# How far one retrained epoch may differ from the shipped run's first epoch, per metric. The shipped run was
+# trained on one CPU; another CPU, or another oneDNN path or thread count, rounds otherwise, and one epoch amplifies
+# it. `python -m benchmarks.retrain_spread` measured, on an AVX-512 AMD EPYC (benchmarks/RESULTS.md): rounding moved
+# loss by at most 0.003, accuracy 0.008, val_loss 0.051, val_accuracy 0.026 (an AVX-512 Xeon: val_accuracy 0.019);
+# a broken pipeline moves loss by 0.022 (learning rate x10) or 0.098 (labels shuffled), or val_loss by 0.22 and
+# val_accuracy by 0.17 (moving BatchNorm statistics never updated). Each tolerance sits between the two.
+RETRAIN_TOLERANCE = {"loss": 0.012, "accuracy": 0.025, "val_loss": 0.15, "val_accuracy": 0.05}
 
 
 def test_a_retrain_repeats_the_shipped_report_runs_first_epoch(fer2013):
     """The report recipe's rate is constant, so its first epoch is a one-epoch run: retrain that and compare."""
-    import numpy as np
     import pandas as pd
 
     from fer_utils import training
@@ -118,6 +134,16 @@ def test_a_retrain_repeats_the_shipped_report_runs_first_epoch(fer2013):
     config = training.TrainConfig(**meta["config"])
     assert config.schedule == "constant" and not config.augment
     run = training.fit("report", fer2013, config.replace(epochs=1), seed=meta["seed"], verbose=0)
-    again, recorded = run.history.iloc[0], shipped_history.loc[1, run.history.columns]
-    print(f"first epoch, retrained against shipped: largest difference {np.max(np.abs(again - recorded)):.2e}")
-    np.testing.assert_allclose(again.to_numpy(), recorded.to_numpy(), rtol=1e-3)
+    again, recorded = run.history.iloc[0], shipped_history.loc[1]
+    differences = {k: abs(float(again[k]) - float(recorded[k])) for k in RETRAIN_TOLERANCE}
+    print(f"first epoch, retrained against shipped: {differences}")
+    assert all(differences[k] <= RETRAIN_TOLERANCE[k] for k in RETRAIN_TOLERANCE), differences
+
+
+def test_the_retrain_tolerance_catches_a_broken_pipeline():
+    """The tolerance above must fail what benchmarks.retrain_spread measured for a broken pipeline."""
+    shipped_first = {"loss": 1.9198, "accuracy": 0.2440, "val_loss": 1.6923, "val_accuracy": 0.3037}
+    broken = {"learning rate x10": {"loss": 1.8977}, "labels shuffled": {"loss": 2.0175, "accuracy": 0.1889},
+              "no BatchNorm update": {"val_loss": 1.9160, "val_accuracy": 0.1382}}
+    for name, metrics in broken.items():
+        assert any(abs(v - shipped_first[k]) > RETRAIN_TOLERANCE[k] for k, v in metrics.items()), name
