@@ -106,3 +106,23 @@ def glued(nb) -> dict:
             except (ValueError, SyntaxError):
                 values[name] = text.strip("'\"")
     return values
+
+
+def shown_run_dir(root: Path, data, model: str = "report", recipe: str = "report") -> Path:
+    """The folder of the run a build in `root` showed for (model, recipe): shipped, or cached by that build."""
+    from fer_utils import book, shipped, training
+
+    config = book.book_config(data, model, recipe)
+    name = shipped.find(data, model, config, book.seed())
+    if name:
+        return shipped.SHIPPED_DIR / name
+    target = root / ".cache" / "runs" / training.run_key(model, data, config, book.seed())
+    assert target.is_dir(), f"the build cached no {model} run with the {recipe} recipe at {target}"
+    return target
+
+
+def shown_run(root: Path, data, model: str = "report", recipe: str = "report"):
+    """The run a build in `root` showed for (model, recipe), loaded (never trained here)."""
+    from fer_utils import training
+
+    return training.load_run(shown_run_dir(root, data, model, recipe))

@@ -11,21 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import executed_notebook, glued
+from conftest import executed_notebook, glued, shown_run_dir
 
-from fer_utils import book, models, original, shipped, training
+from fer_utils import book, models, original, training
 from fer_utils.data import CLASSES, IMAGE_SIZE, SPLITS
-
-
-def report_run_dir(root: Path, data) -> Path:
-    """The folder of the report run the book built in `root` showed: shipped, or the one its build cached."""
-    config = book.book_config(data, "report", book.RECIPE)
-    name = shipped.find(data, "report", config, book.seed())
-    if name:
-        return shipped.SHIPPED_DIR / name
-    target = root / ".cache" / "runs" / training.run_key("report", data, config, book.seed())
-    assert target.is_dir(), f"the build cached no report run at {target}"
-    return target
 
 
 def check_intro(values: dict, data) -> None:
@@ -101,4 +90,4 @@ def test_chapter_1_glues_the_parameter_counts_of_the_model(built_book):
 def test_chapter_2_glues_the_last_epoch_of_the_run_history(built_book):
     root = built_book[0].parent.parent
     data = book.book_data(verbose=False)
-    check_history(glued(executed_notebook(root, "02_history")), report_run_dir(root, data), data)
+    check_history(glued(executed_notebook(root, "02_history")), shown_run_dir(root, data), data)

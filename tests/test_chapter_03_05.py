@@ -3,25 +3,12 @@ values computed here independently, with scikit-learn and NumPy, from the run th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from conftest import executed_notebook, glued
+from conftest import executed_notebook, glued, shown_run
 
-from fer_utils import book, evaluation, explain, models, prose, shipped, training
+from fer_utils import book, evaluation, explain, models, prose
 from fer_utils.data import CLASSES
-
-
-def report_run(root: Path, data) -> training.Run:
-    """The report run the book built in `root` showed: shipped, or the one its build cached (never trained here)."""
-    config = book.book_config(data, "report", book.RECIPE)
-    name = shipped.find(data, "report", config, book.seed())
-    if name:
-        return shipped.load(name)
-    target = root / ".cache" / "runs" / training.run_key("report", data, config, book.seed())
-    assert target.is_dir(), f"the build cached no report run at {target}"
-    return training.load_run(target)
 
 
 def check_confusion(values: dict, run, data) -> None:
@@ -82,10 +69,10 @@ def check_filters(values: dict, model) -> None:
 def test_chapter_3_glues_the_scores_scikit_learn_computes(built_book):
     root = built_book[0].parent.parent
     data = book.book_data(verbose=False)
-    check_confusion(glued(executed_notebook(root, "03_confusion")), report_run(root, data), data)
+    check_confusion(glued(executed_notebook(root, "03_confusion")), shown_run(root, data), data)
 
 
 @pytest.mark.book
 def test_chapter_5_glues_the_last_convolution_layer_of_the_model(built_book):
     root = built_book[0].parent.parent
-    check_filters(glued(executed_notebook(root, "05_filters")), report_run(root, book.book_data(verbose=False)).model)
+    check_filters(glued(executed_notebook(root, "05_filters")), shown_run(root, book.book_data(verbose=False)).model)

@@ -11,25 +11,14 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from conftest import executed_notebook, glued
+from conftest import executed_notebook, glued, shown_run
 from sklearn.metrics import accuracy_score
 
-from fer_utils import book, chapter, evaluation, explain, models, prose, shipped, training
+from fer_utils import book, chapter, evaluation, explain, models, prose, training
 from fer_utils.data import CLASSES
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 REGIONS = ("brows", "eyes", "nose", "mouth", "forehead", "rest of face", "border")
-
-
-def shown_run(root: Path, data, model: str, recipe: str) -> training.Run:
-    """The run a build in `root` showed for (model, recipe): shipped, or the one its build cached."""
-    config = book.book_config(data, model, recipe)
-    name = shipped.find(data, model, config, book.seed())
-    if name:
-        return shipped.load(name)
-    target = root / ".cache" / "runs" / training.run_key(model, data, config, book.seed())
-    assert target.is_dir(), f"the build cached no {model} run with the {recipe} recipe at {target}"
-    return training.load_run(target)
 
 
 def accuracy(run: training.Run, x: np.ndarray, y: np.ndarray) -> float:

@@ -7,21 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import executed_notebook, glued
+from conftest import executed_notebook, glued, shown_run
 
-from fer_utils import book, evaluation, quality, shipped, training
+from fer_utils import book, evaluation, quality
 from fer_utils.data import CLASSES, stratified_split
-
-
-def chapter_run(root: Path, data, recipe: str) -> training.Run:
-    """The report CNN with `recipe` as the build in `root` showed it: shipped, or cached by its build (not trained)."""
-    config = book.book_config(data, "report", recipe)
-    name = shipped.find(data, "report", config, book.seed())
-    if name:
-        return shipped.load(name)
-    target = root / ".cache" / "runs" / training.run_key("report", data, config, book.seed())
-    assert target.is_dir(), f"the build cached no {recipe} run at {target}"
-    return training.load_run(target)
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int) -> float:
@@ -54,7 +43,7 @@ def check_quality(values: dict, root: Path) -> None:
     measure_x, measure_y = (data.x["test"], data.y["test"]) if has_test else (data.x["val"][measure],
                                                                                data.y["val"][measure])
     for recipe in ("report", "augmented"):
-        model = chapter_run(root, original, recipe).model
+        model = shown_run(root, original, "report", recipe).model
         predicted = evaluation.predict(model, data.x[held]).argmax(axis=1)
         with_twin = twins["twin"].to_numpy() != ""
         assert values[f"{recipe}_all_acc"] == pytest.approx(accuracy_score(data.y[held], predicted))
