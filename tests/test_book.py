@@ -221,6 +221,13 @@ def test_run_all_shows_every_figure_and_no_stderr_or_raw_myst(built_book, page):
     assert not raw, f"{page}: outputs that JupyterLab shows as raw MyST: {raw}"
     assert images >= len(figure_names(page)), f"{page}: {images} images shown for {len(figure_names(page))} figures"
 
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", [p for p in toc_pages() if "chapter.notes(" in page_source(p).read_text()])
+def test_every_page_built_on_the_stand_in_says_so_at_its_top(built_book, page):
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", (built_book[0] / f"{page}.html").read_text()))
+    assert "Warning: the synthetic stand-in. This page ran on procedurally drawn faces" in text, page
+
 # --- the rendered book in headless Chromium ------------------------------------------------------------------
 
 
