@@ -10,12 +10,12 @@ rows the search should take under a minute on a 2-core CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 
+from benchmarks import data_parser
 from fer_utils import data as fer_data
 from fer_utils import quality
 
@@ -30,10 +30,7 @@ def timed(function, *args):
 
 def main() -> None:
     """Load the data, then time the search and the audit and print what they found as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.duplicate_search", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="a FER2013 file or folder (see data/README.md)")
-    args = parser.parse_args()
+    args = data_parser("duplicate_search", __doc__).parse_args()
 
     data = fer_data.load(args.data, verbose=False)
     images = np.concatenate([data.x[s] for s in fer_data.SPLITS])

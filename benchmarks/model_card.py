@@ -13,13 +13,13 @@ Only aggregate numbers are printed; predictions are kept in `.cache/predictions/
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 
 import numpy as np
 import pandas as pd
 
+from benchmarks import data_parser
 from fer_utils import data as fer_data
 from fer_utils import evaluation, quality, shipped
 
@@ -84,10 +84,7 @@ def meta_recipe(meta: dict) -> str:
 
 def main() -> None:
     """Score every shipped run on PublicTest; print the card's tables, and stop if a score disagrees with meta.json."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.model_card", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", required=True, help="FER2013 with Training and PublicTest (see data/README.md)")
-    args = parser.parse_args()
+    args = data_parser("model_card", __doc__).parse_args()
 
     data = fer_data.load(args.data, verbose=False)
     if not shipped.is_official_release(data):
