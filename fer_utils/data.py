@@ -104,9 +104,7 @@ def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = T
 
 def read_parsed(path: Path, seed: int = 0, cache_dir: Path = PARSED_DIR) -> FerData:
     """`read` a data file once; later calls load its parsed arrays, kept under `cache_dir` by path, size and time."""
-    test = path.with_name("test.csv")  # read with the challenge's train.csv, so it is part of the key
-    files = [path, test] if path.name.startswith("train.csv") and test.is_file() else [path]
-    key = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files] + [seed])
+    key = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in source_files(path)] + [seed])
     cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cached.exists():
         with np.load(cached) as saved:
@@ -138,6 +136,14 @@ def locate(path: str | os.PathLike | None = None) -> Path | None:
     if strays or (entries and found is None):
         raise DataError(f"{(strays or entries)[0]}: not a form of FER2013 that fer_utils reads. {FORMS}")
     return found
+
+
+def source_files(path: Path) -> list[Path]:
+    """The files `read` reads for `path`: a folder's files, or the file (the challenge's train.csv with test.csv)."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file())
+    test = path.with_name("test.csv")
+    return [path, test] if path.name.startswith("train.csv") and test.is_file() else [path]
 
 
 def _is_data(candidate: Path) -> bool:

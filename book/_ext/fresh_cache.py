@@ -60,13 +60,10 @@ def data_identity(package: Path, cwd: Path) -> Any:
     try:
         spec.loader.exec_module(module)
         os.chdir(cwd)  # a kernel runs in its notebook's folder, where a relative FER_DATA is resolved
-        path = module.locate() if hasattr(module, "locate") else module._resolve(None)
+        path = module.locate()
         if path is None:
             return None
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        if path.name == "train.csv" and path.with_name("test.csv").is_file():  # the challenge's pair
-            files.append(path.with_name("test.csv"))
+        files = module.source_files(Path(path))
         return [str(path), *([str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files)]
     except Exception as err:  # the notebooks re-execute and raise their own, clearer error
         return f"cannot locate the data: {type(err).__name__}: {err}"
