@@ -13,8 +13,11 @@ INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 # (filters, kernel size) of the report CNN's four conv blocks, and its two hidden dense widths.
 REPORT_CONV = ((32, 3), (64, 5), (64, 3), (32, 3))
 REPORT_DENSE = (256, 512)
-# "[64, 128, 512]": two conv blocks of 64 and 128 filters (3x3), then a dense layer of 512 units.
+# "[64, 128, 512]": two conv blocks of 64 and 128 filters (3x3), then a dense layer of 512 units that reads their
+# 12x12 map max-pooled to 3x3 (upper, middle and lower face, left to right): 671,239 parameters, 2.7 MB to ship,
+# where the 12x12 map flattened would need 9.5 million.
 SIMPLE_CONV = (64, 128)
+SIMPLE_POOL = 4
 SIMPLE_DENSE = 512
 DROPOUT = 0.25
 # BatchNorm running statistics follow the batches with momentum 0.9 (Keras default 0.99): they then settle
@@ -98,10 +101,11 @@ def report_cnn(input_norm: str = "scale") -> keras.Model:
 
 
 def simple_cnn(input_norm: str = "scale") -> keras.Model:
-    """A simple 3-layer CNN, [64, 128, 512]: two conv blocks (64, 128 filters) and Dense 512."""
+    """A simple 3-layer CNN, [64, 128, 512]: two conv blocks (64, 128 filters), a 3x3 pooled map, Dense 512."""
     inputs, x = model_input(input_norm)
     for i, filters in enumerate(SIMPLE_CONV, start=1):
         x = conv_block(x, filters, 3, i)
+    x = layers.MaxPooling2D(SIMPLE_POOL, name="pool_map")(x)
     x = layers.Flatten(name="flatten")(x)
     x = dense_block(x, SIMPLE_DENSE, f"dense{SIMPLE_DENSE}")
     outputs = layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="predictions")(x)

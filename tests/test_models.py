@@ -27,8 +27,10 @@ def test_report_cnn_matches_the_report_exactly():
 def test_simple_cnn_reads_64_128_512():
     model = models.simple_cnn()
     assert [model.get_layer(f"conv{i}").filters for i in (1, 2)] == [64, 128]
+    assert model.get_layer("pool_map").output.shape[1:] == (3, 3, 128)  # the dense layer reads a 3x3 pooled map
     assert model.get_layer("dense512").units == 512
     assert model.output.shape[1:] == (7,)
+    assert _counts(model) == (671_239, 669_831, 1_408)  # small enough to ship: 2.7 MB of float32 weights
 
 
 def test_outputs_are_probabilities():
