@@ -93,13 +93,29 @@ def main(argv: list[str] | None = None) -> int:
             x, y = dataset.x[args.split], dataset.y[args.split]
             if not len(y):
                 raise fer_data.DataError(f"{dataset.path or dataset.source}: the {args.split} split is empty.")
+            seen = trained_on(run, dataset, args.split)
+            if seen:
+                print(f"warning: {seen} This score is not a held-out one.", file=sys.stderr)
             scores = evaluation.evaluate(run.model, x, y, tta=args.tta, shift=args.shift).summary()
-            print(json.dumps({"split": args.split, "model": str(args.model),
-                              "data": dataset.path or dataset.source, **scores}))
+            print(json.dumps({"split": args.split, "model": str(args.model), "data": dataset.path or dataset.source,
+                              "held_out": not seen, **({"trained_on_these_images": seen} if seen else {}),
+                              **scores}))
     except (fer_data.DataError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def trained_on(run, dataset, split: str) -> str | None:
+    """Why `run` has seen `split`'s images in training, or None when, as far as its metadata tells, it has not."""
+    from fer_utils import shipped
+
+    if run.meta.get("data_fingerprint") == dataset.fingerprint and split == "train":
+        return f"the {split} split of {dataset.path or dataset.source} is the run's own training set."
+    if shipped.is_shipped(run) and not dataset.is_synthetic and split in dataset.from_training:
+        return (f"the {split} split of {dataset.path} ({len(dataset.y[split]):,} images) is made of FER2013's "
+                f"Training rows, on which the shipped run {Path(run.path).name!r} was trained.")
+    return None
 
 
 def stopped_note(backup: Path) -> str:

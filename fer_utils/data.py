@@ -48,6 +48,7 @@ class FerData:
     source: str
     path: str | None
     notes: list[str] = field(default_factory=list)
+    from_training: tuple[str, ...] = ("train",)  # the splits whose images are FER2013's Training rows
 
     @property
     def is_synthetic(self) -> bool:
@@ -103,17 +104,19 @@ def load(path: str | os.PathLike | None = None, seed: int = 0, verbose: bool = T
 
 
 def read_parsed(path: Path, seed: int = 0, cache_dir: Path = PARSED_DIR) -> FerData:
-    """`read` a data file once; later calls load its parsed arrays, kept under `cache_dir` by path, size and time."""
-    key = json.dumps([[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in source_files(path)] + [seed])
+    """`read` a data file once; later calls load its parsed arrays, kept under `cache_dir` by the files' content."""
+    key = json.dumps([*source_identity(path), seed])
     cached = Path(cache_dir) / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if cached.exists():
         with np.load(cached) as saved:
-            info = json.loads(str(saved["info"]))
+            info = {**json.loads(str(saved["info"])), "path": str(path)}  # the same bytes, perhaps copied or moved
+            info["from_training"] = tuple(info.get("from_training", ("train",)))
             return FerData({s: saved[f"x_{s}"] for s in SPLITS}, {s: saved[f"y_{s}"] for s in SPLITS}, **info)
     data = read(path, seed=seed)
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.npz")
-    info = json.dumps({"source": data.source, "path": data.path, "notes": data.notes})
+    info = json.dumps({"source": data.source, "path": data.path, "notes": data.notes,
+                       "from_training": data.from_training})
     np.savez(partial, info=info, **{f"x_{s}": data.x[s] for s in SPLITS}, **{f"y_{s}": data.y[s] for s in SPLITS})
     os.replace(partial, cached)  # whole or absent: a stopped write leaves no cache entry
     return data
@@ -144,6 +147,22 @@ def source_files(path: Path) -> list[Path]:
         return sorted(p for p in path.rglob("*") if p.is_file())
     test = path.with_name("test.csv")
     return [path, test] if path.name.startswith("train.csv") and test.is_file() else [path]
+
+
+def source_identity(path: Path) -> list[list]:
+    """The files `read` reads for `path` by content, not place: [name, bytes, SHA-256] each, named within its folder."""
+    path = Path(path)
+    root = path if path.is_dir() else path.parent
+    return [[p.relative_to(root).as_posix(), p.stat().st_size, file_sha256(p)] for p in source_files(path)]
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _is_data(candidate: Path) -> bool:
@@ -229,7 +248,7 @@ def _carved(labels: np.ndarray, pixels: np.ndarray, path: Path, seed: int, sourc
     y = {"train": labels[train], "val": labels[val], "test": labels[:0]}
     note = (f"{why}: {VAL_FRACTION:.0%} of its rows, stratified by class with seed {seed}, form the validation "
             "split, and there is no test split.")
-    return FerData(x, y, source, str(path), [note])
+    return FerData(x, y, source, str(path), [note], from_training=("train", "val"))
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -329,15 +348,16 @@ def read_image_folder(root: Path, seed: int = 0) -> FerData:
         raise DataError(f"{root / 'train'}: holds no images in class folders.")
     x = {s: np.array([i for i, _ in items[s]], dtype=np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE) for s in SPLITS}
     y = {s: np.array([label for _, label in items[s]], dtype=np.int64) for s in SPLITS}
-    notes = []
+    notes, from_training = [], ("train",)
     if not len(y["val"]):
+        from_training = ("train", "val")
         keep, held = stratified_split(y["train"], VAL_FRACTION, seed)
         x["val"], y["val"] = x["train"][held], y["train"][held]
         x["train"], y["train"] = x["train"][keep], y["train"][keep]
         notes.append(f"No PublicTest_ files: {VAL_FRACTION:.0%} of train, stratified with seed {seed}, validates.")
     if unprefixed_test:
         notes.append("test/ files without a PublicTest_/PrivateTest_ prefix form the test split.")
-    return FerData(x, y, "image-folder", str(root), notes)
+    return FerData(x, y, "image-folder", str(root), notes, from_training)
 
 
 def to_dataset(x: np.ndarray, y: np.ndarray, batch_size: int = 128, shuffle: bool = False,

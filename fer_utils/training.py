@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_utils.data import CLASSES, PROJECT_ROOT, FerData, scale, to_dataset
+from fer_utils.data import CLASSES, PROJECT_ROOT, VAL_FRACTION, DataError, FerData, scale, to_dataset
 
 CACHE_DIR = PROJECT_ROOT / ".cache" / "runs"
 CACHE_VERSION = 2  # bump when training code changes what a cached run means
@@ -135,6 +135,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
 
     from fer_utils.models import build
 
+    check_trainable(data)
     set_seed(seed)
     policy = dtype_policy()
     with precision_policy(policy):
@@ -179,6 +180,25 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "tensorflow": tf_version(), "python": sys.version.split()[0]}
     return Run(model, frame, meta)
+
+
+def check_trainable(data: FerData) -> None:
+    """Raise a DataError, before any training, when `data` has no training or no validation images."""
+    sizes = ", ".join(f"{split} {len(data.y[split]):,}" for split in ("train", "val", "test"))
+    where = data.path or data.source
+    if not len(data.y["train"]):
+        raise DataError(f"{where}: no training images ({sizes}); add Usage 'Training' rows or train/<class>/ images.")
+    if not len(data.y["val"]):
+        raise DataError(
+            f"{where}: no validation images ({sizes}), and training scores every epoch on them. Add PublicTest rows "
+            "(Usage 'PublicTest'), a labelled test.csv beside the challenge's train.csv, or PublicTest_ images in "
+            f"the image folder; or, where validation is carved from training ({VAL_FRACTION:.0%} of each class), at "
+            f"least {_smallest_carved_class()} training images in some class.")
+
+
+def _smallest_carved_class() -> int:
+    """The fewest images a class needs for the validation carve-out (a rounded VAL_FRACTION of it) to hold one."""
+    return next(n for n in range(1, 1000) if round(n * VAL_FRACTION) >= 1)
 
 
 def git_commit() -> str | None:

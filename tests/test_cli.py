@@ -117,3 +117,55 @@ def test_cache_lists_and_clears_each_cache(tmp_path, monkeypatch, capsys):
     assert listed("--clear")["runs"] == {"cache": "runs", "path": str(runs), "entries": 2, "bytes": 1020, "mb": 0.0,
                                          "cleared": True}
     assert runs.is_dir() and list(runs.iterdir()) == []
+
+
+def _challenge_train_csv(folder: Path, rows: int = 70) -> Path:
+    """The challenge's train.csv (emotion,pixels: Training rows only), with no test.csv beside it."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, size=(rows, 48, 48), dtype=np.uint8)
+    lines = ["emotion,pixels"] + [f"{i % 7},{' '.join(map(str, im.ravel()))}" for i, im in enumerate(images)]
+    path = folder / "train.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_says_when_a_shipped_run_was_trained_on_the_split(tmp_path):
+    train = _challenge_train_csv(tmp_path)  # validation is carved out of train.csv, that is FER2013's Training
+    seen = cli("evaluate", "--model", "report", "--data", str(train), "--split", "val")
+    assert seen.returncode == 0, seen.stderr
+    result = json.loads(seen.stdout)
+    assert result["held_out"] is False and "FER2013's Training rows" in result["trained_on_these_images"]
+    assert "warning: the val split of" in seen.stderr and "not a held-out one" in seen.stderr
+
+
+def test_evaluate_on_a_run_s_own_held_out_split_says_nothing(tmp_path):
+    d = make_synthetic(seed=2, scale=0.02)
+    usage = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+    csv = write_kaggle_csv(tmp_path / "fer.csv", np.concatenate([d.x[s] for s in usage]),
+                           np.concatenate([d.y[s] for s in usage]), sum(([usage[s]] * len(d.y[s]) for s in usage), []))
+    out = tmp_path / "run"
+    assert cli("train", "--data", str(csv), "--epochs", "1", "--out", str(out)).returncode == 0
+    held = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", "test")
+    assert json.loads(held.stdout)["held_out"] is True and "warning" not in held.stderr
+    own = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", "train")
+    assert json.loads(own.stdout)["held_out"] is False and "the run's own training set" in own.stderr
+
+
+def test_training_without_validation_images_stops_before_the_first_epoch(tmp_path, small_images):
+    images, labels = small_images
+    only_training = write_kaggle_csv(tmp_path / "onlytrain.csv", images, labels, ["Training"] * len(labels))
+    result = cli("train", "--data", str(only_training), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2, result.stderr
+    assert f"error: {only_training}: no validation images (train 21, val 0, test 0)" in result.stderr
+    assert "Epoch 1" not in result.stdout + result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+    folder = tmp_path / "images"  # three images a class: the 10% carve-out rounds to none
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(images, labels)):
+        (folder / "train" / CLASSES[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / "train" / CLASSES[label] / f"{i}.png")
+    result = cli("train", "--data", str(folder), "--epochs", "1", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2, result.stderr
+    assert f"error: {folder}: no validation images (train 21, val 0, test 0)" in result.stderr
+    assert "at least 6 training images in some class" in result.stderr and "Traceback" not in result.stderr

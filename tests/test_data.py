@@ -310,3 +310,24 @@ def test_the_parsed_copy_of_the_challenge_train_csv_follows_its_test_csv(tmp_pat
     assert len(data.read_parsed(train, cache_dir=tmp_path / "parsed").y["val"]) == 5
     _write_csv(tmp_path / "test.csv", "pixels", [pixels_text(i) for i in images[11:]])  # labels dropped
     assert len(data.read_parsed(train, cache_dir=tmp_path / "parsed").y["val"]) == 0  # carved: 10% of 2-3 rounds to 0
+
+
+def test_the_parsed_copy_is_found_by_content_so_a_copied_file_is_not_parsed_again(kaggle_csv, tmp_path, monkeypatch):
+    from fer_utils import data as fer_data
+
+    first = fer_data.read_parsed(kaggle_csv, cache_dir=tmp_path / "parsed")
+    moved = tmp_path / "elsewhere" / kaggle_csv.name
+    moved.parent.mkdir()
+    moved.write_bytes(kaggle_csv.read_bytes())  # a new path and a new modification time, the same bytes
+    assert fer_data.source_identity(moved) == fer_data.source_identity(kaggle_csv)
+    monkeypatch.setattr(fer_data, "read", lambda *a, **k: pytest.fail("the same bytes must not be parsed again"))
+    again = fer_data.read_parsed(moved, cache_dir=tmp_path / "parsed")
+    assert again.fingerprint == first.fingerprint and again.path == str(moved)
+
+
+def test_from_training_names_the_splits_made_of_training_rows(tmp_path, kaggle_csv, small_images):
+    assert data.read(kaggle_csv).from_training == ("train",)
+    images, labels = small_images
+    train = _write_form("train.csv+test.csv", tmp_path / "challenge", images, labels, ["Training"] * 21)
+    (tmp_path / "challenge" / "test.csv").unlink()
+    assert data.read(train).from_training == ("train", "val")  # validation carved out of Training

@@ -79,6 +79,11 @@ def rebuilds(tmp_path_factory) -> dict[str, dict]:
         code.write("# changed\n")
     runs["code"] = build(project, FER_DATA=csv, FER_SEED="1")
     (project / "data").mkdir()
+    shutil.copy(csv, project / "data" / "fer2013.csv")
+    runs["data folder"] = build(project)
+    copy = tmp_path_factory.mktemp("copied") / "project"
+    shutil.copytree(project, copy, copy_function=shutil.copy)  # as `cp -r`: new paths, new modification times
+    runs["copied"] = build(copy)
     (project / "data" / "notes.txt").write_text("not FER2013\n")
     runs["stray file"] = build(project)
     return runs
@@ -116,6 +121,14 @@ def test_changed_code_executes_every_notebook(rebuilds):
     run = rebuilds["code"]
     assert run["rc"] == 0, run["log"][-4000:]
     assert run["executed"] == ["data", "maths", "seed"]
+
+
+def test_a_copied_project_executes_nothing_when_its_data_and_code_are_the_same(rebuilds):
+    assert rebuilds["data folder"]["executed"] == ["data", "seed"]  # FER_DATA and FER_SEED unset: settings changed
+    run = rebuilds["copied"]
+    assert run["rc"] == 0, run["log"][-4000:]
+    assert run["executed"] == []  # the data is identified by its bytes, not by its path or modification time
+    assert "FER data: kaggle-csv" in run["pages"]["data"]
 
 
 def test_unrecognised_data_lets_the_notebook_fail_with_its_own_error(rebuilds):

@@ -52,7 +52,10 @@ def code_digest(package: Path) -> str:
 
 
 def data_identity(package: Path, cwd: Path) -> Any:
-    """The data fer_utils.data loads in `cwd` as [path, [name, size, mtime], ...]; None for the stand-in; an error."""
+    """The data fer_utils.data loads in `cwd` by content, [[name, size, SHA-256], ...]; None for the stand-in; an error.
+
+    Neither the data's path nor its modification time is part of it: a copied or moved project reads the same bytes.
+    """
     spec = importlib.util.spec_from_file_location("_fresh_cache_fer_data", package / "data.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -63,8 +66,7 @@ def data_identity(package: Path, cwd: Path) -> Any:
         path = module.locate()
         if path is None:
             return None
-        files = module.source_files(Path(path))
-        return [str(path), *([str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in files)]
+        return module.source_identity(Path(path))
     except Exception as err:  # the notebooks re-execute and raise their own, clearer error
         return f"cannot locate the data: {type(err).__name__}: {err}"
     finally:
