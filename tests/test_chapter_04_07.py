@@ -77,7 +77,7 @@ def check_beyond(values: dict, data, runs: dict) -> None:
 @pytest.mark.book
 def test_chapter_4_glues_what_the_maps_and_runs_give(built_book):
     root, data = built_book[0].parent.parent, book.book_data(verbose=False)
-    runs = {k: shown_run(root, data, k, "report") for k in ("report", "simple")}
+    runs = {"report": shown_run(root, data, *chapter.REPORT), "simple": shown_run(root, data, *chapter.SIMPLE)}
     check_saliency(glued(executed_notebook(root, "04_saliency")), data, runs)
 
 

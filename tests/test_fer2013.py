@@ -87,11 +87,18 @@ def test_the_real_book_says_fer2013_and_never_synthetic(real_book):
 
 
 @pytest.mark.parametrize("name, pages", [("report", ("02_history", "03_confusion", "05_filters", "07_beyond",
-                                                       "08_quality")), ("augmented", ("07_beyond", "08_quality"))])
+                                                       "08_quality")), ("augmented", ("07_beyond", "08_quality")),
+                                         ("simple", ("04_saliency",))])
 def test_pages_with_a_shipped_run_name_it(real_book, name, pages):
     html, _ = real_book
     for page in pages:
         assert f"This page shows the shipped run {name} " in page_text(html, page), page
+
+
+def test_the_first_real_build_trains_nothing(real_book):
+    copy = real_book[0].parent.parent
+    trained = sorted(p.name for p in (copy / ".cache" / "runs").glob("*")) if (copy / ".cache" / "runs").is_dir() else []
+    assert trained == [], f"a first build on FER2013 should only load the shipped runs; it trained {trained}"
 
 
 # The shipped runs' PublicTest scores were recorded on one CPU; another CPU's rounding may flip a borderline face.
