@@ -96,8 +96,8 @@ def test_pages_with_a_shipped_run_name_it(real_book, name, pages):
 
 
 def test_the_first_real_build_trains_nothing(real_book):
-    copy = real_book[0].parent.parent
-    trained = sorted(p.name for p in (copy / ".cache" / "runs").glob("*")) if (copy / ".cache" / "runs").is_dir() else []
+    cache = real_book[0].parent.parent / ".cache" / "runs"
+    trained = sorted(p.name for p in cache.glob("*")) if cache.is_dir() else []
     assert trained == [], f"a first build on FER2013 should only load the shipped runs; it trained {trained}"
 
 
