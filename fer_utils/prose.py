@@ -92,7 +92,8 @@ def loss_trend(epochs: int, lowest_epoch: int, last_train_loss: float, train_los
     if left == 0:
         return "it was still falling in the last epoch, so more epochs could still help"
     if left <= 2:
-        return "it rose only over the last epochs, too few to tell noise from the start of overfitting"
+        span = "in the last epoch" if left == 1 else "over the last two epochs"
+        return f"it rose only {span}, too few to tell noise from the start of overfitting"
     if last_train_loss < train_loss_then:
         return ("it rose afterwards while the training loss kept falling: the model fitted the training images "
                 "better without generalising better, the start of overfitting")
