@@ -263,3 +263,20 @@ def cells(markdown: str) -> list[list[str]]:
     """A Markdown table's cells, row by row, without the rule under the header."""
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown.splitlines()]
     return [rows[0], *rows[2:]]
+
+
+def test_simple_readings_counts_each_reading_and_derives_its_epoch_time(tmp_path):
+    from benchmarks.simple_readings import TRAINING_IMAGES, three_conv_cnn
+
+    out = tmp_path / "readings.json"
+    run_module("simple_readings", "--batches", 1, "--rounds", 1, "--out", out)
+    result = json.loads(out.read_text())
+    assert result["report"]["params"] == 319_975 and result["pooled"]["params"] == models.build("simple").count_params()
+    # conv 3x3x1x64, 3x3x64x128 and 3x3x128x512 with biases, their BatchNorms, softmax 512x7: as many as the pooled
+    # reading, whose Dense 512 reads 3x3x128 = 1,152 values (a 3x3x128x512 kernel's worth)
+    expected = (9 * 64 + 64) + 4 * 64 + (9 * 64 * 128 + 128) + 4 * 128 + (9 * 128 * 512 + 512) + 4 * 512 + 512 * 7 + 7
+    assert result["three_conv"]["params"] == three_conv_cnn().count_params() == expected
+    for name, row in result.items():
+        assert row["seconds_per_fer2013_epoch"] == pytest.approx(TRAINING_IMAGES / row["images_per_s"], rel=1e-2)
+    assert result["three_conv"]["time_vs_report"] == pytest.approx(
+        result["report"]["images_per_s"] / result["three_conv"]["images_per_s"], abs=0.01)

@@ -36,6 +36,7 @@ def check_saliency(values: dict, data, runs: dict) -> None:
     assert values["report_params"] == models.build("report").count_params()
     assert values["simple_conv"] == prose.join(map(str, models.SIMPLE_CONV))
     assert values["simple_dense"] == models.SIMPLE_DENSE
+    assert values["pooled_map"] == "3×3" and values["flat_dense_params"] == 12 * 12 * 128 * 512 + 512
     assert values["n_sample"] == len(explain.sample_per_class(y, values["per_class"], seed=book.seed()))
     areas = explain.region_areas()
     for k in ("report", "simple"):
