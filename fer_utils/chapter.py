@@ -29,13 +29,14 @@ def load(**runs: tuple[str, str]) -> tuple[FerData, dict]:
 
 
 def notes(data: FerData, runs: dict):
-    """Where the page's data and runs come from, as Markdown that JupyterLab and the book render alike."""
+    """Where the page's data and runs come from, as Markdown that JupyterLab and the book render alike; None when
+    there is nothing to say (real data, no runs), so that the cell shows nothing."""
     from IPython.display import Markdown
 
     lines = [STAND_IN_NOTE] if data.is_synthetic else []
     lines += [f"**{run.meta['model'].capitalize()} CNN, {book.recipe_name(run.meta['config'])} recipe.** "
               f"{book.provenance(run)}" for run in runs.values()]
-    return Markdown("\n\n".join(f"> {line}" for line in lines))
+    return Markdown("\n\n".join(f"> {line}" for line in lines)) if lines else None  # None: no output at all
 
 
 def data_name(data: FerData) -> str:

@@ -211,6 +211,15 @@ def test_page_has_its_figures_and_no_execution_error(built_book, page):
 
 @pytest.mark.book
 @pytest.mark.parametrize("page", toc_pages())
+def test_page_has_no_template_artefact_or_log_line(built_book, page):
+    from artefacts import page_artefacts
+
+    found = page_artefacts((built_book[0] / f"{page}.html").read_text())
+    assert not found, f"{page}.html:\n" + "\n".join(found)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", toc_pages())
 def test_run_all_shows_every_figure_and_no_stderr_or_raw_myst(built_book, page):
     """What JupyterLab's Run All shows: the build ran each notebook in a kernel from book/, and its cache kept that."""
     from conftest import executed_notebook

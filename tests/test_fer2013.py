@@ -95,6 +95,14 @@ def test_pages_with_a_shipped_run_name_it(real_book, name, pages):
         assert f"This page shows the shipped run {name} " in page_text(html, page), page
 
 
+@pytest.mark.parametrize("page", toc_pages())
+def test_the_real_book_has_no_template_artefact_or_log_line(real_book, page):
+    from artefacts import page_artefacts
+
+    found = page_artefacts((real_book[0] / f"{page}.html").read_text())
+    assert not found, f"{page}.html:\n" + "\n".join(found)
+
+
 def test_the_first_real_build_trains_nothing(real_book):
     cache = real_book[0].parent.parent / ".cache" / "runs"
     trained = sorted(p.name for p in cache.glob("*")) if cache.is_dir() else []

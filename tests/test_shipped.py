@@ -151,3 +151,11 @@ def test_shipped_runs_fit_the_size_caps():
     sizes = {name: sum(f.stat().st_size for f in (shipped.SHIPPED_DIR / name).iterdir()) for name in shipped.names()}
     assert all(size <= 3_000_000 for size in sizes.values()), sizes
     assert sum(sizes.values()) <= 8_000_000, sizes
+
+
+def test_notes_show_nothing_on_real_data_without_runs_and_warn_on_the_stand_in():
+    from fer_utils import chapter
+
+    assert chapter.notes(labels_data(shipped.OFFICIAL_TRAINING), {}) is None  # no empty Markdown to print as a repr
+    warned = chapter.notes(labels_data(shipped.OFFICIAL_TRAINING, source="synthetic"), {})
+    assert warned.data.startswith("> **Warning: the synthetic stand-in.**")
