@@ -117,10 +117,10 @@ def test_every_figure_is_numbered_and_referenced(page):
 
 
 @pytest.mark.parametrize("page", QUESTION_PAGES)
-def test_chapter_shows_the_code_of_its_numbers_in_at_most_80_lines(page):
+def test_chapter_shows_the_code_of_its_numbers(page):
+    """Visible code, as long as the computation needs: `ruff check .` lints the notebooks at the line length."""
     lines = visible_code(page)
     assert lines, f"{page}: no code cell is shown: a reader cannot see how its numbers were computed"
-    assert len(lines) <= 80, f"{page}: {len(lines)} visible code lines; keep a chapter's shown code within 80"
 
 
 def test_notebook_code_holds_no_prose():
