@@ -26,15 +26,16 @@ LOG_LINE = re.compile(r"^\s*(WARNING|INFO|ERROR|[WIE]\d{4} [\d:.]+)\b|tensorflow
 def page_artefacts(html: str) -> list[str]:
     """Each artefact on a built page, as 'kind: the text around it'."""
     soup = BeautifulSoup(html, "html.parser")
-    main = soup.find("main") or soup
+    article = soup.select_one("article") or soup.find("main") or soup
     found = []
-    for output in main.select(".cell_output"):
+    for output in article.select(".cell_output"):
         text = output.get_text("\n")
         found += [f"log line: {m.group(0)!r}" for m in LOG_LINE.finditer(text)]
-    skipped = ".cell_input, .cell_output, pre, code, .math, math, .MathJax, table, nav, script, style, .bibliography"
-    for code in main.select(skipped):
-        code.decompose()  # what is left is the prose: paragraphs, list items, captions
-    prose = re.sub(r"\s+", " ", main.get_text(" "))
+    for element in article.select(".cell_input, .cell_output, table, nav, script, style, .bibliography, .headerlink"):
+        element.decompose()  # code, its outputs and tables: what is left is the prose, captions included
+    for element in article.select("pre, code, .math, math, mjx-container"):
+        element.replace_with("X")  # inline code and maths stand for a word
+    prose = re.sub(r"\s+", " ", article.get_text(""))
     for kind, pattern in PROSE_PATTERNS.items():
         found += [f"{kind}: {prose[max(0, m.start() - 40):m.end() + 40]!r}" for m in pattern.finditer(prose)]
     return found
