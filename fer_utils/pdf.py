@@ -40,7 +40,13 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
                   "--font-render-hinting=none")
 A4_INCHES = (8.27, 11.69)
+ASSETS = Path(__file__).resolve().parent / "pdf_assets"  # the JavaScript run in the page and the print CSS
 MAX_PASSES = 4  # prints until the contents page's numbers match the pages they name (two, unless a line moves)
+
+
+def _asset(name: str) -> str:
+    """A file of pdf_assets/, as text."""
+    return (ASSETS / name).read_text()
 
 
 class PdfError(RuntimeError):
@@ -153,162 +159,16 @@ def serve(folder: Path) -> ThreadingHTTPServer:
 # --- what is done to the page ----------------------------------------------------------------------------------
 
 # Waits for MathJax and the images, then keeps only the article, laid out for print. Returns the contents' entries.
-PREPARE = r"""(async (meta) => {
-  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
-  await Promise.all(Array.from(document.images).map(i => i.complete ? null :
-                    new Promise(done => { i.addEventListener('load', done); i.addEventListener('error', done); })));
-  const article = document.querySelector('article.bd-article') || document.querySelector('[role=main]');
-  article.querySelectorAll('button, .headerlink, .copybtn, .toggle-details, script, noscript, form, input')
-         .forEach(e => e.remove());
-  const root = article.querySelector(':scope > section');
-  // Folded cells: the source never shows, folded outputs are unfolded.
-  for (const fold of Array.from(article.querySelectorAll('details'))) {
-    fold.querySelectorAll('.cell_input').forEach(e => e.remove());
-    fold.querySelectorAll(':scope > summary').forEach(e => e.remove());
-    if (!fold.textContent.trim() && !fold.querySelector('img, svg, mjx-container')) { fold.remove(); continue; }
-    const unfolded = document.createElement('div');
-    unfolded.className = 'pdf-unfolded';
-    unfolded.append(...fold.childNodes);
-    fold.replaceWith(unfolded);
-  }
-  // A table short enough for one page is kept on one page; a longer one breaks between rows, its header repeated.
-  article.querySelectorAll('table').forEach(t => { if (t.rows.length <= 25) { t.classList.add('pdf-keep'); } });
-  // singlehtml inlines the chapters where the root's toctree stood: move them after the root, one level up,
-  // and leave a list of links in their place.
-  const chapters = [];
-  const wrapper = root.querySelector('.toctree-wrapper');
-  if (wrapper) {
-    const list = document.createElement('ul');
-    for (const section of Array.from(wrapper.querySelectorAll(':scope > section'))) {
-      const marker = section.previousElementSibling;
-      const heading = section.querySelector(':scope > h1, :scope > h2, :scope > h3, :scope > h4');
-      const shift = Number(heading.tagName[1]) - 1;
-      for (const h of Array.from(section.querySelectorAll('h1, h2, h3, h4, h5, h6'))) {
-        const renamed = document.createElement('h' + Math.max(1, Number(h.tagName[1]) - shift));
-        renamed.append(...h.childNodes);
-        for (const a of h.attributes) { renamed.setAttribute(a.name, a.value); }
-        h.replaceWith(renamed);
-      }
-      section.classList.add('pdf-chapter');
-      if (marker && marker.tagName === 'SPAN' && marker.id.startsWith('document-')) { section.prepend(marker); }
-      chapters.push(section);
-      const item = list.appendChild(document.createElement('li'));
-      const link = item.appendChild(document.createElement('a'));
-      link.href = '#' + section.id;
-      link.textContent = section.querySelector(':scope > h1').textContent;
-    }
-    wrapper.replaceWith(list);
-  }
-  // Title page and contents page.
-  const title = document.createElement('section');
-  title.className = 'pdf-title';
-  for (const [cls, text] of [['pdf-title__title', meta.title], ['pdf-title__course', meta.course],
-                             ['pdf-title__author', meta.author], ['pdf-title__date', meta.date]]) {
-    if (text) { const p = title.appendChild(document.createElement('p')); p.className = cls; p.textContent = text; }
-  }
-  const contents = document.createElement('nav');
-  contents.className = 'pdf-contents';
-  contents.appendChild(document.createElement('h1')).textContent = 'Contents';
-  const entries = [];
-  const addEntry = (heading, level, section) => {
-    const line = contents.appendChild(document.createElement('a'));
-    line.className = 'pdf-contents__line pdf-contents__level' + level;
-    line.href = '#' + section.id;
-    const text = heading.textContent.trim();
-    line.appendChild(document.createElement('span')).textContent = text;
-    line.appendChild(document.createElement('span')).className = 'pdf-contents__dots';
-    const page = line.appendChild(document.createElement('span'));
-    page.className = 'pdf-contents__page';
-    page.textContent = '000';
-    entries.push({text, level});
-  };
-  for (const section of [root, ...chapters]) {
-    addEntry(section.querySelector(':scope > h1'), 1, section);
-    for (const sub of Array.from(section.querySelectorAll(':scope > section'))) {
-      const h = sub.querySelector(':scope > h2');
-      if (h) { addEntry(h, 2, sub); }
-    }
-  }
-  root.classList.add('pdf-chapter');
-  const style = document.createElement('style');
-  style.textContent = meta.css;
-  document.head.appendChild(style);
-  document.documentElement.dataset.theme = 'light';
-  document.documentElement.dataset.mode = 'light';
-  document.title = meta.title;
-  document.body.replaceChildren(title, contents, root, ...chapters);
-  document.body.className = 'pdf-body';
-  await document.fonts.ready;
-  return entries;
-})"""
+PREPARE = _asset("prepare.js")
 
 # Fills the contents' page numbers, in the order PREPARE listed the entries.
-NUMBER = """((pages) => { document.querySelectorAll('.pdf-contents__page').forEach((e, i) => e.textContent = pages[i]);
-                        return true; })"""
+NUMBER = _asset("number.js")
 
 # What a reader sees: maths left as TeX, MathJax errors, broken images, and every character drawn with a system
 # font (text outside MathJax, plus what MathJax itself hands to system fonts, mjx-utext).
-INSPECT = r"""(() => {
-  const maths = Array.from(document.querySelectorAll('.math'));
-  const chars = new Set();
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const parent = node.parentElement;
-    if (!parent || (parent.closest('mjx-container') && !parent.closest('mjx-utext'))) { continue; }
-    if (!parent.getClientRects().length || getComputedStyle(parent).visibility === 'hidden') { continue; }
-    for (const c of node.textContent) { if (c.codePointAt(0) > 0x7e) { chars.add(c); } }
-  }
-  return {
-    maths: maths.length,
-    figures: document.querySelectorAll('figure').length,
-    tables: document.querySelectorAll('table').length,
-    untypeset: maths.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.slice(0, 80)),
-    mathErrors: document.querySelectorAll('mjx-merror').length,
-    images: document.images.length,
-    broken: Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src),
-    chars: Array.from(chars).sort(),
-  };
-})()"""
+INSPECT = _asset("inspect.js")
 
-CSS = """
-@page { size: A4; margin: 18mm 17mm 20mm 17mm;
-        @bottom-center { content: counter(page); font: 9pt sans-serif; color: #444; } }
-@page title { @bottom-center { content: none; } }
-html:root { font-size: 10pt !important;
-  --pst-font-family-base: system-ui, sans-serif, "Noto Sans CJK TC", "Noto Sans CJK SC", sans-serif;
-  --pst-font-family-heading: system-ui, sans-serif, "Noto Sans CJK TC", "Noto Sans CJK SC", sans-serif;
-  --pst-font-family-monospace: "DejaVu Sans Mono", monospace, "Noto Sans Mono CJK TC", "Noto Sans Mono CJK SC"; }
-body.pdf-body { margin: 0; padding: 0; background: white; color: black; }
-* { box-shadow: none !important; }  /* Chromium prints a blurred shadow as a bitmap */
-.pdf-title { page: title; height: 240mm; display: flex; flex-direction: column; justify-content: center;
-             text-align: center; break-after: page; }
-.pdf-title__title { font-size: 2.6rem; font-weight: 700; line-height: 1.2; margin: 0 0 2.5rem 0; }
-.pdf-title__course { font-size: 1.4rem; margin: 0 0 1rem 0; }
-.pdf-title__author { font-size: 1.4rem; margin: 0 0 3rem 0; }
-.pdf-title__date { font-size: 1.1rem; color: #444; }
-.pdf-contents { break-after: page; }
-.pdf-contents h1 { margin-bottom: 1rem; }
-.pdf-contents__line { display: flex; align-items: last baseline; margin: 0; font-size: 0.92rem; line-height: 1.45;
-                      color: black !important; text-decoration: none !important; }
-.pdf-contents__level1 { font-weight: 600; margin-top: 0.45rem; }
-.pdf-contents__level2 { padding-left: 1.5rem; }
-.pdf-contents__dots { flex: 1; border-bottom: 1px dotted #888; margin: 0 0.4rem; }
-.pdf-contents__page { min-width: 2rem; text-align: right; font-variant-numeric: tabular-nums; }
-.pdf-chapter { break-before: page; }
-h1, h2, h3, h4 { break-after: avoid; break-inside: avoid; }
-h1 { font-size: 1.9rem; margin-top: 0; }
-figure, img, .math, mjx-container[display="true"], blockquote, .admonition, pre, tr { break-inside: avoid; }
-caption, figcaption { break-after: avoid; }
-table.pdf-keep { break-inside: avoid; }
-thead { display: table-header-group; }
-img { max-width: 100% !important; height: auto; }
-figure img { max-height: 200mm; object-fit: contain; }
-pre { white-space: pre-wrap !important; overflow: visible !important; }
-.pst-scrollable-table-container, .cell_output, .output, .highlight, .table-wrapper, mjx-container
-  { overflow: visible !important; max-height: none !important; }
-table { font-size: 0.85rem; }
-a { color: #1a4f8b !important; text-decoration: none !important; }
-"""
+CSS = _asset("print.css")
 
 
 # --- the PDF, read back ----------------------------------------------------------------------------------------
