@@ -33,7 +33,6 @@ def check_saliency(values: dict, data, runs: dict) -> None:
         assert values[f"{k}_accuracy"] == pytest.approx(accuracy(run, x, y))
         assert values[f"{k}_epoch"] == run.meta["epochs_run"]
     assert values["simple_params"] == models.build("simple").count_params()
-    assert values["report_params"] == models.build("report").count_params()
     assert values["simple_conv"] == prose.join(map(str, models.SIMPLE_CONV))
     assert values["simple_dense"] == models.SIMPLE_DENSE
     assert values["pooled_map"] == "3×3" and values["flat_dense_params"] == 12 * 12 * 128 * 512 + 512
@@ -41,14 +40,20 @@ def check_saliency(values: dict, data, runs: dict) -> None:
     areas = explain.region_areas()
     for k in ("report", "simple"):
         assert values[f"{k}_n_right"] + values[f"{k}_n_wrong"] == values["n_sample"]
-        for method in ("vanilla", "smooth", "cam"):  # each map's shares of its mass sum to 1 over disjoint regions
-            share = {r: values[f"{k}_{method}_{r}"] for r in REGIONS}
-            assert sum(share.values()) == pytest.approx(1.0)
-            assert values[f"{k}_{method}_features"] == pytest.approx(sum(share[r] for r in explain.FEATURE_REGIONS))
-            assert values[f"{k}_{method}_eyes_brows"] == pytest.approx(share["eyes"] + share["brows"])
         assert values[f"{k}_focus"] == pytest.approx(values[f"{k}_vanilla_features"] / values["features_area"])
+        assert values[f"{k}_focus_words"] == prose.ratio(values[f"{k}_focus"])
+        assert values[f"{k}_vanilla_features"] + values[f"{k}_vanilla_forehead"] + values[f"{k}_vanilla_border"] <= 1
+    assert values["report_vanilla_eyes_brows"] + values["report_vanilla_mouth"] <= values["report_vanilla_features"]
+    methods = values["tbl-methods"].splitlines()  # | model | map | features | eyes & brows | mouth | forehead | ...
+    header = [cell.strip() for cell in methods[0].strip("|").split("|")]
+    for row in methods[2:]:  # features, forehead, rest of face and border part the image: their shares sum to 100%
+        cells = dict(zip(header, (cell.strip() for cell in row.strip("|").split("|"))))
+        parts = [float(cells[r].rstrip("%")) for r in ("features", "forehead", "rest of face", "border")]
+        assert sum(parts) == pytest.approx(100, abs=2), row  # each rounded to a whole percent
+    assert len(methods) - 2 == 2 * 3 + 1  # two models, three kinds of map, and the uniform map's areas
     assert values["features_area"] == pytest.approx(areas[list(explain.FEATURE_REGIONS)].sum())
     assert values["border_area"] == pytest.approx(areas["border"])
+    assert values["forehead_area"] == pytest.approx(areas["forehead"])
     assert values["mouth_class"] in CLASSES and values["eye_class"] in CLASSES
     assert all(c in values["tbl-top-regions"] for c in CLASSES)
     assert "report CNN" in values["tbl-methods"] and "Grad-CAM++" in values["tbl-methods"]
