@@ -38,7 +38,8 @@ def test_train_then_evaluate_round_trip(tmp_path):
         result = cli("evaluate", "--model", str(out), "--data", str(csv), "--split", split, *views)
         assert result.returncode == 0, result.stderr
         scores = json.loads(result.stdout)
-        assert scores == {"split": split, "model": str(out), "data": str(csv), **expected_scores(out, d, split, views)}
+        assert scores == {"split": split, "model": str(out), "data": str(csv), "held_out": True,
+                          **expected_scores(out, d, split, views)}
 
 
 def expected_scores(run: Path, data, split: str, views: list[str]) -> dict:
