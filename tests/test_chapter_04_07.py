@@ -33,6 +33,8 @@ def check_saliency(values: dict, data, runs: dict) -> None:
         assert values[f"{k}_accuracy"] == pytest.approx(accuracy(run, x, y))
         assert values[f"{k}_epoch"] == run.meta["epochs_run"]
     assert values["simple_params"] == models.build("simple").count_params()
+    assert values["simple_val"] == pytest.approx(accuracy(runs["simple"], data.x["val"], data.y["val"]))
+    assert values["simple_val_training"] == pytest.approx(runs["simple"].history["val_accuracy"].iloc[-1])
     assert values["simple_conv"] == prose.join(map(str, models.SIMPLE_CONV))
     assert values["simple_dense"] == models.SIMPLE_DENSE
     assert values["pooled_map"] == "3×3" and values["flat_dense_params"] == 12 * 12 * 128 * 512 + 512
