@@ -55,7 +55,8 @@ def disagreements(results: dict[str, dict[str, dict]], metas: dict[str, dict], t
 
 def tables(results: dict[str, dict[str, dict]], metas: dict[str, dict]) -> dict[str, str]:
     """The card's Markdown tables, by title, from `scores` per run and view and each run's meta.json."""
-    made = pd.DataFrame([{"run": f"`{name}`", "recipe": meta_recipe(meta), "epochs": meta["epochs_run"],
+    made = pd.DataFrame([{"run": f"`{name}`", "network": f"{meta.get('model', 'report')} CNN",
+                          "recipe": meta_recipe(meta), "epochs": meta["epochs_run"],
                           "seed": meta["seed"], "command": f"`{meta['command']}`"} for name, meta in metas.items()])
     headline = pd.DataFrame([{"run": f"`{name}`", "images": by_view["one view"]["n"],
                               **{f"{score.replace('_', '-').replace('macro-f1', 'macro-F1')} ({view})":

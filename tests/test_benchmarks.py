@@ -243,8 +243,8 @@ def test_model_card_tables_and_the_check_against_meta_json():
     assert model_card.disagreements(results, {"report": meta}) == [
         "report: accuracy_10_views measured 0.7500, meta.json says 0.7000"]
     tables = {title: cells(table) for title, table in model_card.tables(results, {"report": meta}).items()}
-    assert tables["How each run was made"] == [["run", "recipe", "epochs", "seed", "command"], [
-        "`report`", "report", "40", "0", "`python -m fer_utils train --recipe report --out runs/report`"]]
+    assert tables["How each run was made"] == [["run", "network", "recipe", "epochs", "seed", "command"], [
+        "`report`", "report CNN", "report", "40", "0", "`python -m fer_utils train --recipe report --out runs/report`"]]
     f1 = f"{scored['macro_f1']:.3f}"
     assert tables["PublicTest scores"] == [
         ["run", "images", "accuracy (one view)", "macro-F1 (one view)", "accuracy (ten views)", "macro-F1 (ten views)"],
