@@ -63,7 +63,9 @@ def rank(position: int, direction: str = "lowest") -> str:
 
 
 def ratio(value: float) -> str:
-    """How a share compares with what a uniform spread would give (value = share / area share)."""
+    """How a share compares with what a uniform spread would give (value = share / area share), judged on the value
+    rounded to two decimals, as the pages print it."""
+    value = round(value, 2)
     if value >= 1.4:
         return "well above"
     if value >= 1.1:

@@ -161,3 +161,8 @@ def test_calibration_where_and_injected_note():
     assert prose.injected_note({}) == ""
     assert prose.injected_note({"exact": 12}).startswith("> **This chapter's copy of the stand-in")
     assert not any(c.isdigit() for c in prose.injected_note({"exact": 12}) + prose.calibration_where(False))
+
+
+def test_ratio_judges_the_value_as_printed():
+    assert prose.ratio(1.398) == prose.ratio(1.40) == "well above"  # shown as 1.40: one word for one number
+    assert prose.ratio(1.394) == "a little above"
