@@ -19,7 +19,7 @@ STAND_IN_NOTE = ("**Warning: the synthetic stand-in.** This page ran on procedur
                  "real data.")
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 REPORT = ("report", book.RECIPE)  # the report CNN as chapters 2 to 5 show it: load(report=REPORT)
-SIMPLE = ("simple", "augmented")  # the simple CNN of chapters 4 and 5: load(simple=SIMPLE)
+SIMPLE = ("simple", "augmented")  # the simple CNN as chapter 4 shows it: load(simple=SIMPLE)
 
 
 def load(**runs: tuple[str, str]) -> tuple[FerData, dict]:

@@ -79,11 +79,14 @@ class FerData:
         table.loc["total"] = table.sum()
         return table
 
+    def sizes(self) -> str:
+        """Images per split, as 'train 28,709, val 3,589, test 0'."""
+        return ", ".join(f"{s} {len(self.y[s]):,}" for s in SPLITS)
+
     def describe(self) -> str:
         """One paragraph saying what was loaded, for logs and the book."""
-        sizes = ", ".join(f"{s} {len(self.y[s]):,}" for s in SPLITS)
         where = f" from {self.path}" if self.path else ""
-        text = f"FER data: {self.source}{where} ({sizes}); fingerprint {self.fingerprint}."
+        text = f"FER data: {self.source}{where} ({self.sizes()}); fingerprint {self.fingerprint}."
         return " ".join([text, *self.notes])
 
 

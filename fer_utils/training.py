@@ -184,8 +184,7 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
 
 def check_trainable(data: FerData) -> None:
     """Raise a DataError, before any training, when `data` has no training or no validation images."""
-    sizes = ", ".join(f"{split} {len(data.y[split]):,}" for split in ("train", "val", "test"))
-    where = data.path or data.source
+    sizes, where = data.sizes(), data.path or data.source
     if not len(data.y["train"]):
         raise DataError(f"{where}: no training images ({sizes}); add Usage 'Training' rows or train/<class>/ images.")
     if not len(data.y["val"]):
