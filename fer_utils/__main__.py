@@ -7,7 +7,8 @@
     python -m fer_utils cache [--clear {runs,predictions,data,all}]
 
 A stopped `train` (Ctrl-C, kill, power cut) resumes from its last finished epoch when run again with the same
-command; the run is kept beside --out (a hidden folder ending in .resume) until it is saved.
+command; the run is kept beside --out (a hidden folder ending in .resume) until it is saved. `train --from RUN`
+continues a finished run for more epochs (its weights and history; the optimizer's moments start afresh).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
     train.add_argument("--seed", type=int, default=0, help="the one seed for data split, init and shuffling")
+    train.add_argument("--from", dest="start_from", metavar="RUN",
+                       help="continue a finished run (a folder or a shipped run's name) up to --epochs, with fresh "
+                            "optimizer moments")
     train.add_argument("--out", required=True, help="folder to write model.weights.h5, history.csv and meta.json into")
     evaluate = sub.add_parser("evaluate", help="print accuracy and macro-F1 of a saved model on a split as JSON")
     evaluate.add_argument("--model", required=True,
@@ -75,9 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             config = training.RECIPES[args.recipe].replace(**changes)
             command = shlex.join(["python", "-m", "fer_utils", *(sys.argv[1:] if argv is None else argv)])
             backup = training.resume_dir(Path(args.out))
+            start_from = open_run(args.start_from) if args.start_from else None
             previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it as Ctrl-C does
             try:
-                run = training.fit(args.model, dataset, config, seed=args.seed, command=command, backup_dir=backup)
+                run = training.fit(args.model, dataset, config, seed=args.seed, command=command, backup_dir=backup,
+                                   start_from=start_from)
             except KeyboardInterrupt:
                 print(f"\nStopped. {stopped_note(backup)}", file=sys.stderr)
                 return 130
@@ -87,9 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"out": str(args.out), **{k: run.meta[k] for k in
                   ("model", "epochs_run", "best_val_accuracy", "seconds", "device")}}))
         else:
-            folder = Path(args.model)
-            run = training.load_run(folder) if folder.exists() or args.model not in shipped.names() else \
-                shipped.load(args.model)
+            run = open_run(args.model)
             x, y = dataset.x[args.split], dataset.y[args.split]
             if not len(y):
                 raise fer_data.DataError(f"{dataset.path or dataset.source}: the {args.split} split is empty.")
@@ -104,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def open_run(name: str):
+    """A saved run's folder, or a shipped run's name; a folder wins."""
+    from fer_utils import shipped, training
+
+    folder = Path(name)
+    return training.load_run(folder) if folder.exists() or name not in shipped.names() else shipped.load(name)
 
 
 def trained_on(run, dataset, split: str) -> str | None:

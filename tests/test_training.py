@@ -74,12 +74,37 @@ def test_interrupted_save_leaves_nothing_that_looks_complete(first_run, tmp_path
 
 
 def test_recipes_are_one_call_away():
-    assert training.RECIPES["report"] == TrainConfig(epochs=106)  # as long as the shipped run
+    assert training.RECIPES["report"] == TrainConfig(epochs=120, schedule="step", decay_at=106)  # as shipped
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
     assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
     assert training.AUGMENTED.recalibrate_bn and training.AUGMENTED.input_norm == "per_image"
     with pytest.raises(ValueError, match="unknown schedule"):
         training._learning_rate(QUICK.replace(schedule="linear"), 10)
+
+
+@pytest.mark.parametrize("step, rate", [(0, 1e-3), (2 * 7 - 1, 1e-3), (2 * 7, 1e-4), (5 * 7, 1e-4)])
+def test_the_step_schedule_drops_to_a_tenth_after_its_epoch(step, rate):
+    schedule = training._learning_rate(TrainConfig(epochs=5, schedule="step", decay_at=2), steps=5 * 7)
+    assert float(schedule(step)) == pytest.approx(rate)  # step 14 is the first of epoch 3 (7 steps an epoch)
+
+
+def test_a_finished_run_continues_with_its_history_data_order_and_schedule(tiny_synthetic, tmp_path):
+    config = QUICK.replace(epochs=3, schedule="step", decay_at=2)
+    training.save_run(training.fit("report", tiny_synthetic, config.replace(epochs=2), seed=3, verbose=0),
+                      tmp_path / "two")
+    two = training.load_run(tmp_path / "two")
+    more = training.fit("report", tiny_synthetic, config, seed=3, verbose=0, backup_dir=tmp_path / ".more.resume",
+                        start_from=two)
+    assert list(more.history.index) == [1, 2, 3]
+    np.testing.assert_array_equal(more.history.iloc[:2].to_numpy(), two.history.to_numpy())
+    assert more.meta["continued"] == {"from": str(tmp_path / "two"), "after_epoch": 2, "optimizer": "fresh moments"}
+    assert more.meta["seconds"] > two.meta["seconds"] and more.meta["epochs_run"] == 3
+    optimizer = more.model.optimizer
+    assert int(optimizer.iterations) == 3 * 4 and float(optimizer.learning_rate) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="already ran 2 epochs"):
+        training.fit("report", tiny_synthetic, config.replace(epochs=2), seed=3, verbose=0, start_from=two)
+    with pytest.raises(ValueError, match="cannot continue as a simple CNN"):
+        training.fit("simple", tiny_synthetic, config, seed=3, verbose=0, start_from=two)
 
 
 def test_the_dtype_policy_and_every_config_field_enter_the_cache_key(tiny_synthetic):
