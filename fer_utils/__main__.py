@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from fer_utils import data as fer_data
-    from fer_utils import evaluation, shipped, training
+    from fer_utils import evaluation, training
 
     if args.command == "runs":
         return list_runs()
