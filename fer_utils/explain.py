@@ -88,14 +88,22 @@ def sample_per_class(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 # --- saliency maps ---
 
+def explainers(model):
+    """tf-keras-vis' Saliency and GradcamPlusPlus for `model`, built once, each on a copy whose softmax is linear."""
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+
+    return (Saliency(model, model_modifier=ReplaceToLinear(), clone=True),
+            GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True))
+
+
 def saliency(model, images: np.ndarray, classes, smooth_samples: int = 0, noise: float = SMOOTH_NOISE,
              seed: int = 0) -> np.ndarray:
     """|d score / d pixel| of each image's class (pre-softmax), (N, 48, 48) in [0, 1]; SmoothGrad if samples > 0."""
-    from tf_keras_vis.saliency import Saliency
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    explainer = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)
+    explainer, _ = explainers(model)
     with _numpy_seed(seed):
         maps = explainer(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
                          smooth_samples=smooth_samples, smooth_noise=noise)
@@ -104,21 +112,26 @@ def saliency(model, images: np.ndarray, classes, smooth_samples: int = 0, noise:
 
 def gradcam_plus_plus(model, images: np.ndarray, classes, layer: str) -> np.ndarray:
     """Grad-CAM++ of each image's class on `layer`'s output, resized to (N, 48, 48), in [0, 1]."""
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    explainer = GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True)
+    _, explainer = explainers(model)
     maps = explainer(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
                      penultimate_layer=layer, seek_penultimate_conv_layer=False)
     return np.asarray(maps, dtype=np.float32).reshape(len(images), IMAGE_SIZE, IMAGE_SIZE)
 
 
 def explain_all(model, images: np.ndarray, classes, layer: str, seed: int = 0) -> dict[str, np.ndarray]:
-    """The book's three maps of each image's class: the vanilla gradient, SmoothGrad and Grad-CAM++ on `layer`."""
-    return {"vanilla": saliency(model, images, classes, seed=seed),
-            "SmoothGrad": saliency(model, images, classes, smooth_samples=SMOOTH_SAMPLES, seed=seed),
-            "Grad-CAM++": gradcam_plus_plus(model, images, classes, layer)}
+    """The vanilla gradient, SmoothGrad and Grad-CAM++ on `layer` of each image's class, each (N, 48, 48) in [0, 1]."""
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    saliency, gradcam = explainers(model)
+    score, inputs = CategoricalScore(list(np.atleast_1d(classes))), _as_input(images)  # the class's pre-softmax score
+    with _numpy_seed(seed):  # SmoothGrad draws its noise from NumPy's global generator
+        maps = {"vanilla": saliency(score, inputs),
+                "SmoothGrad": saliency(score, inputs, smooth_samples=SMOOTH_SAMPLES, smooth_noise=SMOOTH_NOISE),
+                "Grad-CAM++": gradcam(score, inputs, penultimate_layer=layer, seek_penultimate_conv_layer=False)}
+    return {name: np.asarray(m, dtype=np.float32).reshape(len(inputs), IMAGE_SIZE, IMAGE_SIZE)
+            for name, m in maps.items()}
 
 
 def brightness_correlation(maps: np.ndarray, images: np.ndarray) -> np.ndarray:

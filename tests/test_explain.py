@@ -94,6 +94,15 @@ def test_smoothgrad_is_deterministic_under_a_seed():
     assert not np.allclose(a, c)
 
 
+def test_the_three_maps_from_one_pair_of_explainers_equal_the_maps_made_one_by_one():
+    model, x = blob_model(), np.stack([blob_image((8, 16, 8, 16)), blob_image((30, 40, 26, 38))])
+    maps = explain.explain_all(model, x, [0, 0], layer="conv", seed=2)
+    np.testing.assert_allclose(maps["vanilla"], explain.saliency(model, x, [0, 0], seed=2), atol=1e-6)
+    np.testing.assert_allclose(maps["SmoothGrad"], explain.saliency(model, x, [0, 0], explain.SMOOTH_SAMPLES, seed=2),
+                               atol=1e-6)
+    np.testing.assert_allclose(maps["Grad-CAM++"], explain.gradcam_plus_plus(model, x, [0, 0], "conv"), atol=1e-6)
+
+
 def test_saliency_leaves_the_global_numpy_generator_alone():
     model = region_model((0, 48, 0, 48))
     np.random.seed(11)
