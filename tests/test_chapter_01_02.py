@@ -42,7 +42,7 @@ def check_model(values: dict) -> None:
     assert (values["total"], values["trainable"], values["non_trainable"]) == (319_975, 318_055, 1_920)
     kinds = [type(layer).__name__ for layer in model.layers]
     assert values["n_layers"] == len(model.layers)
-    assert (values["n_conv"], values["n_dense"]) == (kinds.count("Conv2D"), kinds.count("Dense"))
+    assert values["n_conv"] == kinds.count("Conv2D")
     assert values["filters"] == " → ".join(str(f) for f, _ in models.REPORT_CONV)
     assert values["flat"] == str(model.get_layer("flatten").output.shape[-1])
     assert values["dropout"] == models.DROPOUT
@@ -56,8 +56,9 @@ def check_history(values: dict, run_dir: Path, data) -> None:
     history = pd.read_csv(run_dir / "history.csv", index_col="epoch")
     last = history.iloc[-1]
     assert values["scored_epoch"] == values["epochs"] == history.index[-1]
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+    for key in ("accuracy", "val_loss", "val_accuracy"):
         assert values[f"final_{key}"] == pytest.approx(last[key])
+    for key in ("accuracy", "val_accuracy"):
         assert values[f"orig_{key}"] == original.FINAL_EPOCH[key]
     assert values["best_epoch"] == history["val_accuracy"].idxmax()
     assert values["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
@@ -73,6 +74,10 @@ def check_history(values: dict, run_dir: Path, data) -> None:
     assert settings.count("not stated") == len(original.UNSTATED)
     assert "| epochs " in settings and f" {history.index[-1]} " in settings
     assert f" {meta['config']['batch_size']} " in settings and f"({len(data.y['val']):,})" in settings
+    config = meta["config"]  # the schedule row: a step inside the run is spelled out, one after it is no step
+    drops = config["schedule"] == "step" and config["decay_at"] < history.index[-1]
+    assert (f" {config['learning_rate']:g} to epoch {config['decay_at']}, then " in settings) == drops
+    assert values["decay_at"] == config["decay_at"]
     assert values["train_vs_original"] == prose.compare(last["accuracy"], original.FINAL_EPOCH["accuracy"],
                                                         tolerance=values["level"])
 

@@ -15,29 +15,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_utils import prose
+from fer_utils import prose  # the chapters call it; the claims run with it
 from fer_utils.data import CLASSES
 
 BOOK = Path(__file__).resolve().parent.parent / "book"
 
 
-def claim_code(page: str, first: str, last: str | None = None) -> str:
-    """The lines of `page`'s code from the one starting with `first` to the one starting with `last` (or just it)."""
+def claim_code(page: str, first: str, through: str | None = None) -> str:
+    """The lines of `page`'s code from the one starting with `first` to the one starting with `through` (or just
+    it), and the indented lines after that one."""
     for cell in nbformat.read(BOOK / f"{page}.ipynb", as_version=4).cells:
         lines = cell.source.splitlines() if cell.cell_type == "code" else []
         starts = [i for i, line in enumerate(lines) if line.startswith(first)]
         if starts:
-            end = next(i for i in range(starts[0], len(lines)) if lines[i].startswith(last or first))
-            if last:  # a block: its last statement's indented lines too
+            end = next(i for i in range(starts[0], len(lines)) if lines[i].startswith(through or first))
+            if through:  # a block: its last statement's indented lines too
                 end = next((i - 1 for i in range(end + 1, len(lines)) if not lines[i].startswith(" ")), len(lines) - 1)
             return textwrap.dedent("\n".join(lines[starts[0]:end + 1]))
     raise AssertionError(f"{page}: no code line starts with {first!r}")
 
 
-def run_claim(page: str, first: str, name: str, last: str | None = None, **inputs):
+def run_claim(page: str, first: str, name: str, through: str | None = None, **inputs):
     """Run the claim's code with `inputs` and return the variable `name` it sets."""
     namespace = {"prose": prose, "CLASSES": CLASSES, "np": np, "pd": pd, **inputs}
-    exec(claim_code(page, first, last), namespace)
+    exec(claim_code(page, first, through), namespace)
     return namespace[name]
 
 
@@ -55,7 +56,7 @@ def test_chapter_3_says_whether_fear_varies_most_as_the_original_found(most_spre
 ])
 def test_chapter_4_says_whether_one_feature_leads_every_expression(leaders, words):
     top = {"report": pd.Series(leaders, index=list(CLASSES))}
-    assert run_claim("04_saliency", "favoured = ", "favoured_words", last="else:", top=top) == words
+    assert run_claim("04_saliency", "favoured = ", "favoured_words", through="else:", top=top) == words
 
 
 @pytest.mark.parametrize("r, words", [(0.02, "does not bear out"), (-0.05, "does not bear out"),
@@ -67,3 +68,116 @@ def test_chapter_4_weighs_the_originals_brightness_guess_at_its_threshold(r, wor
 @pytest.mark.parametrize("moved, words", [(0.007, "barely move"), (0.08, "move")])
 def test_chapter_7_says_whether_standardising_moves_the_shares(moved, words):
     assert run_claim("07_beyond", "std_moved_words =", "std_moved_words", moved=moved, little=0.05) == words
+
+
+@pytest.mark.parametrize("losses, start", [
+    ([1.0, 0.9, 0.8], "it was still falling"),  # lowest in the last epoch
+    ([1.0, 0.8, 0.85], "it rose only in the last epoch,"),  # the stand-in: one or two epochs after the lowest
+    ([1.0, 0.8, 0.85, 0.86], "it rose only in the last two epochs,"),
+    ([1.0, 0.8, 0.9, 0.95, 1.0], "it rose afterwards while the training loss kept falling"),  # overfitting
+])
+def test_chapter_2_says_what_validation_loss_did_after_its_lowest(losses, start):
+    history = pd.DataFrame({"val_loss": losses, "loss": np.linspace(1, 0.5, len(losses))},
+                           index=range(1, len(losses) + 1))
+    lowest = int(history["val_loss"].idxmin())
+    trend = run_claim("02_history", "after = len(history)", "trend", through="else:", history=history, lowest=lowest,
+                      last=history.iloc[-1])
+    assert trend.startswith(start)
+    flat = history.assign(loss=0.5)  # the training loss fell no further after the lowest
+    if start.startswith("it rose afterwards"):
+        assert run_claim("02_history", "after = len(history)", "trend", through="else:", history=flat, lowest=lowest,
+                         last=flat.iloc[-1]).startswith("it rose afterwards, and the training loss fell no further")
+
+
+@pytest.mark.parametrize("low, mistaken, words", [
+    (["fear", "angry"], {}, "the original report's finding exactly"),  # FER2013-like
+    (["angry", "fear"], {"angry": "neutral"}, "the original report's two classes, though"),
+    (["disgust", "fear"], {}, "one of the original report's two classes"),
+    (["sad", "neutral"], {}, "other classes than the original report's"),  # the stand-in
+])
+def test_chapter_3_compares_its_worst_classes_with_the_originals(low, mistaken, words):
+    mistaken = pd.Series({**dict.fromkeys(CLASSES, "sad"), **mistaken})
+    finding = run_claim("03_confusion", 'if set(low) == {"fear", "angry"}:', "finding",
+                        through='    finding = "other classes', low=pd.Index(low), mistaken=mistaken)
+    assert finding.startswith(words)
+
+
+@pytest.mark.parametrize("ratio, words", [(1.8, "well above"), (1.398, "well above"), (1.394, "a little above"),
+                                          (1.0, "about"), (0.6, "below")])
+def test_chapter_4_reads_ratios_to_area_on_one_scale_as_printed(ratio, words):
+    against_area = run_claim("04_saliency", "scale = {", "against_area", through="ratio_scale =")
+    assert against_area(ratio) == words  # 1.398 is printed 1.40: one word for one number
+    scale = run_claim("04_saliency", "scale = {", "ratio_scale", through="ratio_scale =")
+    assert scale == "1.4 or more well above, 1.1 or more a little above, 0.9 or more about, less below"
+
+
+@pytest.mark.parametrize("gaps, words", [
+    ([], "too few mistakes"), ([0.01, -0.02], "about as much when wrong"), ([0.05, 0.04], "less when wrong"),
+    ([-0.05, -0.06], "more when wrong"), ([0.05, -0.06], "more when right for one model"),
+])
+def test_chapter_4_compares_where_the_models_look_when_right_and_wrong(gaps, words):
+    assert run_claim("04_saliency", "if not gaps:", "right_wrong_words", through="else:", gaps=gaps,
+                     same_level=0.03).startswith(words)
+
+
+@pytest.mark.parametrize("same, other, words", [(0.55, 0.20, "clearly"), (0.25, 0.20, "hardly")])
+def test_chapters_4_and_7_say_whether_maps_of_the_same_face_are_more_alike(same, other, words):
+    assert run_claim("04_saliency", "smooth_alike =", "smooth_alike", corr_smooth=same, corr_smooth_other=other,
+                     margin=0.1).startswith(words)
+    assert run_claim("07_beyond", "std_words =", "std_words", same=same, other=other, margin=0.1).startswith(words)
+
+
+def test_chapter_4_says_per_model_what_smoothgrad_does_to_the_border():
+    moves = {"report": 0.10, "simple": -0.05, "other": 0.01}  # FER2013 moved one model's border share by 10 points
+    overall = {key: {"border": 0.2 + (moves[key[0]] if key[1] == "smooth" else 0)}
+               for key in [(k, m) for k in moves for m in ("smooth", "vanilla")]}
+    words = run_claim("04_saliency", "border_words = {}", "border_words", through="for k in runs:", runs=moves,
+                      overall=overall, still=0.02)
+    assert words == {"report": "adds mass on the border", "simple": "takes mass off the border",
+                     "other": "leaves the border's share about where it was"}
+
+
+@pytest.mark.parametrize("scores, words", [((0.30, 0.55, 0.71), "rises at every stage"),
+                                           ((0.30, 0.75, 0.71), "does not rise at every stage")])
+def test_chapter_5_says_whether_neighbours_agree_more_at_every_stage(scores, words):
+    agreement = dict(zip(("pixels", "last_conv", "embedding"), scores))
+    assert run_claim("05_filters", "pixels, last_conv, embedded =", "knn_words", through="knn_words =",
+                     agreement=agreement) == words
+
+
+@pytest.mark.parametrize("held, words", [("test", "the 3,589 test images, on which nothing was chosen"),
+                                         ("val", "the validation images, on which the recipes were chosen")])
+def test_chapter_7_names_the_split_of_its_headline_and_whether_anything_was_chosen_on_it(held, words):
+    data = type("Data", (), {"y": {"test": np.zeros(3589), "val": np.zeros(3589)}})()
+    assert run_claim("07_beyond", 'if held == "test":', "held_words", through="else:", held=held,
+                     data=data).startswith(words)
+
+
+@pytest.mark.parametrize("ensemble, best, shared, start", [
+    (0.93, 0.92, 0.53, "enough of the mistakes differ"),  # the stand-in: a point above
+    (0.646, 0.649, 0.80, "most of the better network's mistakes are the other's too"),  # FER2013
+    (0.60, 0.61, 0.40, "although most of the better network's mistakes are its own"),
+])
+def test_chapter_7_says_why_averaging_did_or_did_not_help(ensemble, best, shared, start):
+    assert run_claim("07_beyond", "level = 0.005", "averaging", through="else:", together={"accuracy": ensemble},
+                     best=best, shared=shared).startswith(start)
+
+
+@pytest.mark.parametrize("confidence, accuracy, temperature, words", [
+    (0.74, 0.61, 1.6, ("over-confident", "softens")),  # FER2013-like, report recipe
+    (0.55, 0.65, 0.7, ("under-confident", "sharpens")),  # label smoothing
+    (0.905, 0.90, 1.01, ("about as confident as it is accurate", "softens")),  # the stand-in
+])
+def test_chapter_8_says_whether_a_network_is_over_or_under_confident(confidence, accuracy, temperature, words):
+    before = pd.DataFrame({"mean confidence": [confidence], "accuracy": [accuracy]}, index=["report"])
+    after = pd.DataFrame({"temperature": [temperature]}, index=["report"])
+    namespace = {"before": before, "after": after}
+    exec(claim_code("08_quality", "close = 0.01", "def temperature_words"), namespace)
+    assert (namespace["confidence_words"]("report"), namespace["temperature_words"]("report")) == words
+
+
+@pytest.mark.parametrize("has_test, words", [(True, "measured on the test split"),
+                                             (False, "stratified half of the validation split")])
+def test_chapter_8_says_where_the_temperature_was_fitted_and_measured(has_test, words):
+    clause = run_claim("08_quality", "if has_test:", "calibration_clause", through="else:", has_test=has_test)
+    assert words in clause and not any(c.isdigit() for c in clause)
