@@ -124,6 +124,8 @@ def trained_on(run, dataset, split: str) -> str | None:
 
     if run.meta.get("data_fingerprint") == dataset.fingerprint and split == "train":
         return f"the {split} split of {dataset.path or dataset.source} is the run's own training set."
+    if run.meta.get("data_fingerprint") == dataset.fingerprint:
+        return None  # the very splits the run was trained with (the fingerprint covers each split's images)
     if shipped.is_shipped(run) and not dataset.is_synthetic and split in dataset.from_training:
         return (f"the {split} split of {dataset.path} ({len(dataset.y[split]):,} images) is made of FER2013's "
                 f"Training rows, on which the shipped run {Path(run.path).name!r} was trained.")

@@ -57,8 +57,9 @@ def is_shipped(run: Run) -> bool:
     return run.path is not None and Path(run.path).resolve().parent == SHIPPED_DIR
 
 
-def ship(run: Run, name: str, data: FerData) -> Path:
-    """Copy a finished FER2013 run into the package as `name`, with its PublicTest scores in the metadata."""
+def ship(run: Run, name: str, data: FerData, extra: dict | None = None) -> Path:
+    """Copy a finished FER2013 run into the package as `name`, with its PublicTest scores (and `extra`) in the
+    metadata."""
     from fer_utils.evaluation import evaluate_views
     from fer_utils.training import save_run
 
@@ -68,5 +69,5 @@ def ship(run: Run, name: str, data: FerData) -> Path:
     scores = {"accuracy": views["one"].accuracy, "macro_f1": views["one"].macro_f1,
               "accuracy_10_views": views["ten"].accuracy, "macro_f1_10_views": views["ten"].macro_f1}
     target = SHIPPED_DIR / name
-    save_run(Run(run.model, run.history, {**run.meta, "publictest": scores}), target)
+    save_run(Run(run.model, run.history, {**run.meta, "publictest": scores, **(extra or {})}), target)
     return target

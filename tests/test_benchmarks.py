@@ -280,3 +280,20 @@ def test_simple_readings_counts_each_reading_and_derives_its_epoch_time(tmp_path
         assert row["seconds_per_fer2013_epoch"] == pytest.approx(TRAINING_IMAGES / row["images_per_s"], rel=1e-2)
     assert result["three_conv"]["time_vs_report"] == pytest.approx(
         result["report"]["images_per_s"] / result["three_conv"]["images_per_s"], abs=0.01)
+
+
+def test_carved_split_scores_a_run_on_the_images_it_validated_on_and_on_publictest(tiny_synthetic):
+    from benchmarks import carved_split
+
+    data = tiny_synthetic
+    kept, carved = fer_data.stratified_split(data.y["train"], fer_data.VAL_FRACTION, 0)  # as train.csv is carved
+    x, y = data.x["train"], data.y["train"]
+    course = fer_data.FerData({"train": x[kept], "val": x[carved], "test": x[:0]},
+                              {"train": y[kept], "val": y[carved], "test": y[:0]}, "kaggle-csv", None)
+    run = training.fit("report", course, training.TrainConfig(epochs=1, batch_size=64), seed=0, verbose=0)
+    scores = carved_split.footings(run, data)
+    assert (scores["carved"]["images"], scores["publictest"]["images"]) == (len(carved), len(data.y["val"]))
+    assert scores["carved"]["accuracy"] == pytest.approx(run.history["val_accuracy"].iloc[-1], abs=carved_split.AGREE)
+    run.history.loc[1, "val_accuracy"] += 0.2  # as if it had validated on other images
+    with pytest.raises(ValueError, match="re-carved images"):
+        carved_split.footings(run, data)
