@@ -181,3 +181,14 @@ def test_chapter_8_says_whether_a_network_is_over_or_under_confident(confidence,
 def test_chapter_8_says_where_the_temperature_was_fitted_and_measured(has_test, words):
     clause = run_claim("08_quality", "if has_test:", "calibration_clause", through="else:", has_test=has_test)
     assert words in clause and not any(c.isdigit() for c in clause)
+
+
+@pytest.mark.parametrize("on_carved, ours, words", [
+    (0.655, 0.635, "a split carved out of Training"),  # carving flatters by 2 points; 0.651 - 0.02 is near ours
+    (0.655, 0.650, "PublicTest"),  # ours already reaches the original's figure on PublicTest
+    (0.640, 0.620, "neither"),  # the footings agree within a point
+])
+def test_chapter_2_infers_which_footing_the_originals_validation_figure_stands_on(on_carved, ours, words):
+    likely = run_claim("02_history", "flatter = 0.01", "likely_footing", through="else:", on_carved=on_carved,
+                       on_public=0.635, orig={"val_accuracy": 0.651}, last={"val_accuracy": ours})
+    assert likely.startswith(words)
