@@ -164,6 +164,8 @@ def fit(model_name: str, data: FerData, config: TrainConfig, seed: int = 0, verb
             state = ResumeState(backup_dir, [model, augment])
             callbacks.append(state)
         start = state.restore(model, train_ds) if state else 0
+        if state and start >= config.epochs:
+            state.resumed_at.pop()  # nothing left to train: the run is only saved, not resumed
         if start_from is not None and not start:
             start = carry_on(start_from, model, train_ds, state)
         began = time.perf_counter()
@@ -219,7 +221,6 @@ def carry_on(run: Run, model, train_ds, state) -> int:
         iter(train_ds)
     if state is not None:
         state.history, state.seconds = run.history.copy(), run.meta["seconds"]
-        state.resumed_at = list(run.meta["resumed_at"])
     print(f"Continuing {run.path} after epoch {done}, with fresh optimizer moments.")
     return done
 

@@ -122,6 +122,14 @@ def test_provenance_of_a_shipped_run_lists_where_it_was_resumed(fake_shipped, re
         "`FER_RETRAIN=1 jb build book/` trains it again instead.")
 
 
+def test_provenance_of_a_continued_run_says_after_which_epoch(fake_shipped):
+    run = shipped.load("report")
+    run.meta.update(resumed_at=[], continued={"from": "runs/report-106", "after_epoch": 106,
+                                              "optimizer": "fresh moments"})
+    assert ", continued after epoch 106 from that epoch's weights with fresh optimizer moments; finished" in \
+        book.provenance(run)
+
+
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", "fer_utils", *args], capture_output=True, text=True, env=env, cwd=cwd)
