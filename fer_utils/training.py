@@ -349,14 +349,6 @@ def augmenter(seed: int, transforms: str = TrainConfig.augmentation):
     return keras.Sequential([make[t]() for t in TRANSFORMS if t in wanted], name="augment")
 
 
-def describe_augmentation(transforms: str) -> str:
-    """The transforms in words, for prose: 'mirrored left-right and shifted by up to 10% of the image'."""
-    phrases = {"flip": "mirrored left-right", "shift": f"shifted by up to {SHIFT:.0%} of the image",
-               "rotate": f"rotated by up to {ROTATION_DEGREES} degrees", "zoom": f"zoomed by up to {ZOOM:.0%}"}
-    chosen = [phrases[t] for t in TRANSFORMS if t in [w.strip() for w in transforms.split(",")]]
-    return ", ".join(chosen[:-1]) + (" and " if len(chosen) > 1 else "") + chosen[-1]
-
-
 def _one_hot(ds):
     """Labels to one-hot vectors, as the loss (with label smoothing) expects."""
     import tensorflow as tf

@@ -192,3 +192,12 @@ def test_chapter_2_infers_which_footing_the_originals_validation_figure_stands_o
     likely = run_claim("02_history", "flatter = 0.01", "likely_footing", through="else:", on_carved=on_carved,
                        on_public=0.635, orig={"val_accuracy": 0.651}, last={"val_accuracy": ours})
     assert likely.startswith(words)
+
+
+def test_chapter_7_names_the_augmentation_in_the_order_it_is_applied():
+    from fer_utils import training
+
+    recipe = training.TrainConfig(augmentation="shift,flip")
+    words = run_claim("07_beyond", "phrases = {", "augmentation", through="augmentation =", training=training,
+                      augmented=recipe)
+    assert words == "mirrored left-right and shifted by up to 10% of the image"

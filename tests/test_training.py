@@ -180,12 +180,6 @@ def test_input_norm_builds_the_model_that_standardises_each_image(tiny_synthetic
     assert np.isfinite(run.history["loss"]).all()
 
 
-def test_augmentation_is_described_in_the_order_it_is_applied():
-    assert training.describe_augmentation("shift,flip") == "mirrored left-right and shifted by up to 10% of the image"
-    assert training.describe_augmentation("zoom") == "zoomed by up to 10%"
-    assert training.describe_augmentation(",".join(training.TRANSFORMS)).count(",") == 2
-
-
 RESUMABLE = """
 import os, signal, sys
 import numpy as np
