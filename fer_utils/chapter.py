@@ -9,6 +9,7 @@ that a `{table}` directive in the Markdown numbers).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from fer_utils import book
@@ -45,9 +46,11 @@ def data_name(data: FerData) -> str:
 
 
 def glue_values(**values) -> pd.DataFrame:
-    """Glue each value for the prose, hidden, and return them as a table that JupyterLab shows."""
+    """Glue each value for the prose, hidden, and return them as a table that JupyterLab shows. NumPy scalars are
+    glued as Python numbers: their repr, `np.float64(0.62)`, is not a number that a `{glue:text}` format can read."""
     from myst_nb import glue
 
+    values = {key: value.item() if isinstance(value, np.generic) else value for key, value in values.items()}
     for key, value in values.items():
         glue(key, value, display=False)
     return pd.DataFrame({"value": {key: getattr(value, "data", value) for key, value in values.items()}})

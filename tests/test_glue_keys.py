@@ -74,3 +74,13 @@ def test_in_brief_paragraphs_quote_at_most_eight_numbers():
             if cell.cell_type == "markdown" and "**In brief.**" in cell.source:
                 brief = cell.source.split("**In brief.**")[1].split("\n\n")[0]
                 assert len(re.findall(r"\{glue:", brief)) <= 8, page
+
+
+def test_numpy_scalars_are_glued_as_python_numbers_that_a_format_can_read():
+    import numpy as np
+
+    from fer_utils import chapter
+
+    table = chapter.glue_values(share=np.float64(0.62), count=np.int64(3), words="above")
+    assert [type(v) for v in table["value"]] == [float, int, str]
+    assert format(table.at["share", "value"], ".0%") == "62%"
