@@ -18,6 +18,10 @@ from fer_utils.data import FerData
 STAND_IN_NOTE = ("**Warning: the synthetic stand-in.** This page ran on procedurally drawn faces, not on FER2013, "
                  "so its numbers describe the stand-in; the [introduction](intro.ipynb) says how to build it on the "
                  "real data.")
+INJECTED_NOTE = ("**This chapter's copy of the stand-in has flaws of its own.** Exact and near copies of training "
+                 "images (every third one relabelled) and blank images were injected into it "
+                 "(`fer_utils.quality.INJECTED`), so that the checks have something to find. Besides the injected "
+                 "copies, its near pairs include different drawn faces that share the stand-in's one template.")
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 REPORT = ("report", book.RECIPE)  # the report CNN as chapters 2 to 5 show it: load(report=REPORT)
 SIMPLE = ("simple", "augmented")  # the simple CNN as chapter 4 shows it: load(simple=SIMPLE)
@@ -29,12 +33,14 @@ def load(**runs: tuple[str, str]) -> tuple[FerData, dict]:
     return data, {label: book.book_run(data, model, recipe) for label, (model, recipe) in runs.items()}
 
 
-def notes(data: FerData, runs: dict):
+def notes(data: FerData, runs: dict, injected: bool = False):
     """Where the page's data and runs come from, as Markdown that JupyterLab and the book render alike; None when
-    there is nothing to say (real data, no runs), so that the cell shows nothing."""
+    there is nothing to say (real data, no runs), so that the cell shows nothing. `injected`: the page's copy of
+    the data has flaws added (chapter 8's stand-in)."""
     from IPython.display import Markdown
 
     lines = [STAND_IN_NOTE] if data.is_synthetic else []
+    lines += [INJECTED_NOTE] if injected else []
     lines += [f"**{run.meta['model'].capitalize()} CNN, {book.recipe_name(run.meta['config'])} recipe.** "
               f"{book.provenance(run)}" for run in runs.values()]
     return Markdown("\n\n".join(f"> {line}" for line in lines)) if lines else None  # None: no output at all

@@ -136,7 +136,7 @@ def test_notebook_code_holds_no_prose():
             long_strings += sum(isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) >= 60
                                 for n in ast.walk(tree))
             ifs += sum(isinstance(n, ast.If) for n in tree.body)
-    assert long_strings <= 8 and ifs <= 4, f"{long_strings} long string literals and {ifs} top-level ifs in code cells"
+    assert long_strings <= 2 and ifs <= 1, f"{long_strings} long string literals and {ifs} top-level ifs in code cells"
 
 def glued(nb) -> dict[str, dict]:
     """Glued outputs of an executed notebook: key -> mime bundle."""
