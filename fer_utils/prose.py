@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 ORDINALS = ("", "second", "third")
+LEVEL = 0.005  # two shares (accuracies, rates) this close are "level": the book's one scale, stated in its introduction
 
 
 def join(items: Iterable[str], empty: str = "none") -> str:
@@ -20,14 +21,14 @@ def join(items: Iterable[str], empty: str = "none") -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def compare(value: float, reference: float, tolerance: float = 0.005) -> str:
+def compare(value: float, reference: float, tolerance: float = LEVEL) -> str:
     """'above', 'below' or 'level with' `reference`, level when within `tolerance`."""
     if abs(value - reference) <= tolerance:
         return "level with"
     return "above" if value > reference else "below"
 
 
-def how_often(value: float, reference: float, tolerance: float = 0.005) -> str:
+def how_often(value: float, reference: float, tolerance: float = LEVEL) -> str:
     """'more often than', 'less often than' or 'about as often as': a rate against a reference rate."""
     return {"above": "more often than", "below": "less often than", "level with": "about as often as"}[
         compare(value, reference, tolerance)]

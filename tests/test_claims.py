@@ -159,7 +159,7 @@ def test_chapter_7_names_the_split_of_its_headline_and_whether_anything_was_chos
     (0.60, 0.61, 0.40, "most of its mistakes are its own"),
 ])
 def test_chapter_7_says_why_averaging_did_or_did_not_help(ensemble, best, shared, start):
-    assert run_claim("07_beyond", "level = 0.005", "averaging", through="averaging = (",
+    assert run_claim("07_beyond", "level = prose.LEVEL", "averaging", through="averaging = (",
                      together={"accuracy": ensemble}, best=best, shared=shared).startswith(start)
 
 

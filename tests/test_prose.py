@@ -29,7 +29,7 @@ def test_compare(value, reference, words):
     (0.030, 0.032, "about as often as"),
 ])
 def test_how_often(value, reference, words):
-    assert prose.how_often(value, reference, 0.005) == words
+    assert prose.how_often(value, reference) == words
 
 
 def test_rank():
