@@ -72,6 +72,7 @@ def test_chapter_7_says_whether_standardising_moves_the_shares(moved, words):
 
 @pytest.mark.parametrize("losses, start", [
     ([1.0, 0.9, 0.8], "it was still falling"),  # lowest in the last epoch
+    ([1.0, 0.8, 0.805, 0.807], "it ended within a hair"),  # FER2013 after the step: 0.997 at 108, 1.004 at 120
     ([1.0, 0.8, 0.85], "it rose only in the last epoch or two"),  # the stand-in: one or two epochs after the lowest
     ([1.0, 0.8, 0.85, 0.86], "it rose only in the last epoch or two"),
     ([1.0, 0.8, 0.9, 0.95, 1.0], "it rose afterwards while the training loss kept falling"),  # overfitting
