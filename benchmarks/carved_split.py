@@ -7,8 +7,9 @@
 `fer_utils.data` carves a stratified 10% of each class (seed 0) out of it to validate on. This script re-carves
 the same images from the Training rows of `--data` (FER2013 with PublicTest), checks that the run's last recorded
 validation accuracy is the accuracy on them, and scores the run's last epoch on that carved split and on
-PublicTest, with one view and with ten. It prints one JSON line; `--ship` also copies the run into the package as
-`carved`, with both scores in its meta.json, for chapter 2 to quote.
+PublicTest, with one view and with ten. `--along DIR` also scores copies of the run's resume folder taken while it
+trained (`DIR/<epoch>/model.weights.h5`), one view each, to show how the gap grows. It prints one JSON line;
+`--ship` also copies the run into the package as `carved`, with these scores in its meta.json, for chapter 2.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 from fer_utils import data as fer_data
 from fer_utils import evaluation, shipped, training
@@ -39,11 +41,27 @@ def footings(run: training.Run, data: fer_data.FerData) -> dict:
     return scores
 
 
+def along(folder: Path, data: fer_data.FerData, seed: int) -> dict[int, dict[str, float]]:
+    """One-view accuracy on the carved split and on PublicTest of each epoch's weights kept in `folder`."""
+    from fer_utils.models import build
+
+    _, carved = fer_data.stratified_split(data.y["train"], fer_data.VAL_FRACTION, seed)
+    scores = {}
+    for snapshot in sorted((p for p in Path(folder).iterdir() if p.name.isdigit()), key=lambda p: int(p.name)):
+        model = build("report")
+        model.load_weights(snapshot / "model.weights.h5", skip_mismatch=True)  # a backup also holds the optimizer
+        scores[int(snapshot.name)] = {
+            "carved": evaluation.evaluate(model, data.x["train"][carved], data.y["train"][carved]).accuracy,
+            "publictest": evaluation.evaluate(model, data.x["val"], data.y["val"]).accuracy}
+    return scores
+
+
 def main(argv: list[str] | None = None) -> int:
     """Score the run on both footings, print them, and ship it with --ship."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="the folder `train` wrote for the run on train.csv")
     parser.add_argument("--data", required=True, help="FER2013 with Training and PublicTest rows")
+    parser.add_argument("--along", help="a folder of the run's resume folders by epoch (DIR/<epoch>/), to score too")
     parser.add_argument("--ship", action="store_true", help="copy the run into the package as `carved`")
     args = parser.parse_args(argv)
     run, data = training.load_run(args.run), fer_data.load(args.data, verbose=False)
@@ -51,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data}: not FER2013 with its Training and PublicTest rows")
     scores = footings(run, data)
     gap = scores["carved"]["accuracy"] - scores["publictest"]["accuracy"]
-    print(json.dumps({"run": args.run, "epochs": run.meta["epochs_run"], **scores, "gap": gap}))
+    by_epoch = along(Path(args.along), data, run.meta["seed"]) if args.along else {}
+    print(json.dumps({"run": args.run, "epochs": run.meta["epochs_run"], **scores, "gap": gap, "along": by_epoch}))
     if args.ship:
-        shipped.ship(run, "carved", data, extra={"carved_validation": scores["carved"]})
+        shipped.ship(run, "carved", data, extra={"carved_validation": scores["carved"], "along": by_epoch})
     return 0
 
 

@@ -282,7 +282,7 @@ def test_simple_readings_counts_each_reading_and_derives_its_epoch_time(tmp_path
         result["report"]["images_per_s"] / result["three_conv"]["images_per_s"], abs=0.01)
 
 
-def test_carved_split_scores_a_run_on_the_images_it_validated_on_and_on_publictest(tiny_synthetic):
+def test_carved_split_scores_a_run_on_the_images_it_validated_on_and_on_publictest(tiny_synthetic, tmp_path):
     from benchmarks import carved_split
 
     data = tiny_synthetic
@@ -294,6 +294,12 @@ def test_carved_split_scores_a_run_on_the_images_it_validated_on_and_on_publicte
     scores = carved_split.footings(run, data)
     assert (scores["carved"]["images"], scores["publictest"]["images"]) == (len(carved), len(data.y["val"]))
     assert scores["carved"]["accuracy"] == pytest.approx(run.history["val_accuracy"].iloc[-1], abs=carved_split.AGREE)
+    snapshot = tmp_path / "epochs" / "1"
+    snapshot.mkdir(parents=True)
+    run.model.save_weights(snapshot / "model.weights.h5")  # as the resume folder keeps it, optimizer and all
+    (by_epoch,) = carved_split.along(tmp_path / "epochs", data, 0).items()
+    assert by_epoch == (1, {"carved": pytest.approx(scores["carved"]["accuracy"]),
+                            "publictest": pytest.approx(scores["publictest"]["accuracy"])})
     run.history.loc[1, "val_accuracy"] += 0.2  # as if it had validated on other images
     with pytest.raises(ValueError, match="re-carved images"):
         carved_split.footings(run, data)
