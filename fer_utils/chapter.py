@@ -23,6 +23,7 @@ INJECTED_NOTE = ("**This chapter's copy of the stand-in has flaws of its own.** 
                  "(`fer_utils.quality.INJECTED`), so that the checks have something to find. Besides the injected "
                  "copies, its near pairs include different drawn faces that share the stand-in's one template.")
 SPLIT_WORDS = {"test": "test", "val": "validation"}
+SOURCE_WORDS = {"kaggle-csv": "the Kaggle CSV", "image-folder": "the image folders"}  # FerData.source in words
 REPORT = ("report", book.RECIPE)  # the report CNN as chapters 2 to 5 show it: load(report=REPORT)
 SIMPLE = ("simple", "augmented")  # the simple CNN as chapter 4 shows it: load(simple=SIMPLE)
 
@@ -47,8 +48,8 @@ def notes(data: FerData, runs: dict, injected: bool = False):
 
 
 def data_name(data: FerData) -> str:
-    """'the synthetic stand-in' or 'FER2013 (its source format)'."""
-    return "the synthetic stand-in" if data.is_synthetic else f"FER2013 ({data.source})"
+    """'the synthetic stand-in' or 'FER2013 (the Kaggle CSV)': the data and the form it came in."""
+    return "the synthetic stand-in" if data.is_synthetic else f"FER2013 ({SOURCE_WORDS.get(data.source, data.source)})"
 
 
 def glue_values(**values) -> pd.DataFrame:
