@@ -91,7 +91,7 @@ def test_chapter_2_says_what_validation_loss_did_after_its_lowest(losses, start)
 
 
 @pytest.mark.parametrize("low, mistaken, words", [
-    (["fear", "angry"], {}, "the original report's finding exactly"),  # FER2013-like
+    (["fear", "angry"], {}, "the original report's two classes, both as sad"),  # FER2013
     (["angry", "fear"], {"angry": "neutral"}, "the original report's two classes, not both as sad"),
     (["disgust", "fear"], {}, "one of the original report's two classes"),
     (["sad", "neutral"], {}, "other classes than the original report's"),  # the stand-in
