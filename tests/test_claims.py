@@ -211,3 +211,13 @@ def test_chapter_7_answers_its_question_against_the_sampling_margin(augmented, w
     answer = run_claim("07_beyond", "p = held_acc", "clear_answer", through="clear_answer = (",
                        held_acc={"report": 0.635, "augmented": augmented}, data=data, held="val")
     assert answer.startswith(words)
+
+
+@pytest.mark.parametrize("words, sentence", [
+    ({"report": "adds mass on the border", "simple": "adds mass on the border"}, "adds mass on the border for both"),
+    ({"report": "adds mass on the border", "simple": "takes mass off the border"},
+     "adds mass on the border for the report CNN and takes mass off the border for the simple CNN"),
+])
+def test_chapter_4_says_once_what_smoothgrad_does_to_both_models(words, sentence):
+    assert run_claim("04_saliency", "same_move = ", "border_sentence", through="border_sentence = (",
+                     border_words=words).startswith(sentence)
