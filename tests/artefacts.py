@@ -28,6 +28,8 @@ def page_artefacts(html: str) -> list[str]:
     soup = BeautifulSoup(html, "html.parser")
     article = soup.select_one("article") or soup.find("main") or soup
     found = []
+    for shown in article.select(".cell_output .output.text_html .highlight"):
+        shown.decompose()  # source code a cell displays (IPython's Code), not something it logged
     for output in article.select(".cell_output"):
         text = output.get_text("\n")
         found += [f"log line: {m.group(0)!r}" for m in LOG_LINE.finditer(text)]

@@ -37,3 +37,10 @@ def test_each_kind_of_prose_artefact_is_found(prose, kind):
 ])
 def test_log_lines_in_an_output_are_found(output):
     assert any(f.startswith("log line") for f in page_artefacts(page("Fine prose.", output)))
+
+
+def test_source_code_a_cell_displays_is_not_a_log_line():
+    shown = "<div class='output text_html'><div class='highlight'><pre>import tensorflow as tf</pre></div></div>"
+    logged = "<div class='output stream'><pre>WARNING:tensorflow:retracing</pre></div>"
+    assert page_artefacts(page("Fine prose.", shown)) == []
+    assert any(f.startswith("log line") for f in page_artefacts(page("Fine prose.", shown + logged)))
