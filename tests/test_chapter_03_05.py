@@ -42,7 +42,9 @@ def check_confusion(values: dict, run, data) -> None:
         assert values[f"{key}_as"] == CLASSES[int(off[i].argmax())]
 
     features = explain.layer_outputs(run.model, x, explain.EMBEDDING_LAYER)
-    spread = {c: np.linalg.norm(features[y == i] - features[y == i].mean(axis=0), axis=1).mean()
+    from sklearn.metrics import pairwise_distances  # scikit-learn's distances, not the chapter's NumPy
+
+    spread = {c: pairwise_distances(features[y == i], features[y == i].mean(axis=0, keepdims=True)).mean()
               for i, c in enumerate(CLASSES) if np.any(y == i)}
     assert values["fear_spread"] == pytest.approx(spread["fear"] / np.mean(list(spread.values())), rel=1e-4)
     assert values["most_spread"] == max(spread, key=spread.get)
