@@ -222,3 +222,10 @@ def test_chapter_7_answers_its_question_against_the_sampling_margin(augmented, h
 def test_chapter_4_says_once_what_smoothgrad_does_to_both_models(words, sentence):
     assert run_claim("04_saliency", "same_move = ", "border_sentence", through="border_sentence = (",
                      border_words=words).startswith(sentence)
+
+
+@pytest.mark.parametrize("beyond, copies", [(0.25, True), (0.60, False)])  # FER2013: 25% at 6 bits, chance 0.83
+def test_chapter_8_says_whether_the_pairs_just_beyond_its_threshold_are_copies(beyond, copies):
+    shares = np.array([0.14, 0.015, 0.14, 0.25, 0.17, 0.11, 0.175])
+    assert run_claim("08_quality", "chance = 1 -", "copies_beyond", through="copies_beyond =", shares=shares,
+                     beyond=beyond) == copies
