@@ -42,9 +42,11 @@ def check_confusion(values: dict, run, data) -> None:
         assert values[f"{key}_as"] == CLASSES[int(off[i].argmax())]
 
     features = explain.layer_outputs(run.model, x, explain.EMBEDDING_LAYER)
-    from sklearn.metrics import pairwise_distances  # scikit-learn's distances, not the chapter's NumPy
+    from sklearn.metrics import pairwise_distances  # scikit-learn's scaling and distances, not the chapter's NumPy
+    from sklearn.preprocessing import normalize
 
-    spread = {c: pairwise_distances(features[y == i], features[y == i].mean(axis=0, keepdims=True)).mean()
+    unit = normalize(features)  # each row to unit length
+    spread = {c: pairwise_distances(unit[y == i], unit[y == i].mean(axis=0, keepdims=True)).mean()
               for i, c in enumerate(CLASSES) if np.any(y == i)}
     assert values["fear_spread"] == pytest.approx(spread["fear"] / np.mean(list(spread.values())), rel=1e-4)
     assert values["most_spread"] == max(spread, key=spread.get)
