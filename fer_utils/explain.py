@@ -88,14 +88,14 @@ def sample_per_class(y: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 # --- saliency maps ---
 
-def explainers(model):
-    """tf-keras-vis' Saliency and GradcamPlusPlus for `model`, built once, each on a copy whose softmax is linear."""
+def explainer(kind: str, model):
+    """tf-keras-vis' `Saliency` ('saliency') or `GradcamPlusPlus` ('gradcam') for `model`, on a copy whose softmax
+    is linear."""
     from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
     from tf_keras_vis.saliency import Saliency
     from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
 
-    return (Saliency(model, model_modifier=ReplaceToLinear(), clone=True),
-            GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True))
+    return {"saliency": Saliency, "gradcam": GradcamPlusPlus}[kind](model, model_modifier=ReplaceToLinear(), clone=True)
 
 
 def saliency(model, images: np.ndarray, classes, smooth_samples: int = 0, noise: float = SMOOTH_NOISE,
@@ -103,10 +103,9 @@ def saliency(model, images: np.ndarray, classes, smooth_samples: int = 0, noise:
     """|d score / d pixel| of each image's class (pre-softmax), (N, 48, 48) in [0, 1]; SmoothGrad if samples > 0."""
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    explainer, _ = explainers(model)
     with _numpy_seed(seed):
-        maps = explainer(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
-                         smooth_samples=smooth_samples, smooth_noise=noise)
+        maps = explainer("saliency", model)(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
+                                            smooth_samples=smooth_samples, smooth_noise=noise)
     return np.asarray(maps, dtype=np.float32).reshape(len(images), IMAGE_SIZE, IMAGE_SIZE)
 
 
@@ -114,9 +113,8 @@ def gradcam_plus_plus(model, images: np.ndarray, classes, layer: str) -> np.ndar
     """Grad-CAM++ of each image's class on `layer`'s output, resized to (N, 48, 48), in [0, 1]."""
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    _, explainer = explainers(model)
-    maps = explainer(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
-                     penultimate_layer=layer, seek_penultimate_conv_layer=False)
+    maps = explainer("gradcam", model)(CategoricalScore(list(np.atleast_1d(classes))), _as_input(images),
+                                       penultimate_layer=layer, seek_penultimate_conv_layer=False)
     return np.asarray(maps, dtype=np.float32).reshape(len(images), IMAGE_SIZE, IMAGE_SIZE)
 
 
@@ -124,7 +122,7 @@ def explain_all(model, images: np.ndarray, classes, layer: str, seed: int = 0) -
     """The vanilla gradient, SmoothGrad and Grad-CAM++ on `layer` of each image's class, each (N, 48, 48) in [0, 1]."""
     from tf_keras_vis.utils.scores import CategoricalScore
 
-    saliency, gradcam = explainers(model)
+    saliency, gradcam = explainer("saliency", model), explainer("gradcam", model)  # built once, used for each map
     score, inputs = CategoricalScore(list(np.atleast_1d(classes))), _as_input(images)  # the class's pre-softmax score
     with _numpy_seed(seed):  # SmoothGrad draws its noise from NumPy's global generator
         maps = {"vanilla": saliency(score, inputs),

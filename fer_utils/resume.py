@@ -44,8 +44,7 @@ class ResumeState(keras.callbacks.Callback):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         self.history = pd.read_csv(self.dir / "history.csv", index_col="epoch")
         self.seconds, self.resumed_at = state["seconds"], [*state["resumed_at"], state["epoch"]]
-        for _ in range(2 * state["epoch"]):  # Keras' fit opens two iterators an epoch, each reshuffling once:
-            iter(train_ds)  # opening as many now gives the resumed epoch the order it would have had
+        replay_shuffles(train_ds, state["epoch"])
         print(f"Resuming from {self.dir} after epoch {state['epoch']}.")
         return state["epoch"]
 
@@ -85,6 +84,14 @@ class ResumeState(keras.callbacks.Callback):
     def clear(self) -> None:
         """Remove the backup once the finished run is saved."""
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def replay_shuffles(train_ds, epochs: int) -> None:
+    """Reshuffle `train_ds` as `epochs` epochs of `fit` would, so that the next epoch gets the order it would have had.
+
+    Keras' fit opens two iterators an epoch, each reshuffling once."""
+    for _ in range(2 * epochs):
+        iter(train_ds)
 
 
 def epoch_of(backup: Path) -> int | None:

@@ -213,12 +213,13 @@ def check_continuable(run: Run, model_name: str, data: FerData, config: TrainCon
 
 def carry_on(run: Run, model, train_ds, state) -> int:
     """Load a finished `run` into `model` to continue it; return the epoch to start from."""
+    from fer_utils.resume import replay_shuffles
+
     done = len(run.history)
     model.optimizer.build(model.trainable_variables)
     model.set_weights(run.model.get_weights())
     model.optimizer.iterations.assign(done * len(train_ds))  # the schedule goes on where the run stopped
-    for _ in range(2 * done):  # the data order goes on too (see ResumeState.restore)
-        iter(train_ds)
+    replay_shuffles(train_ds, done)  # the data order goes on too
     if state is not None:
         state.history, state.seconds = run.history.copy(), run.meta["seconds"]
     print(f"Continuing {run.path} after epoch {done}, with fresh optimizer moments.")
