@@ -67,9 +67,11 @@ def provenance(run: training.Run) -> str:
         *earlier, last = meta["resumed_at"] or [None]
         epochs = f"epochs {', '.join(map(str, earlier))} and {last}" if earlier else f"epoch {last}"
         resumed = f", resumed after {epochs}" if meta["resumed_at"] else ""
-        if "continued" in meta:
-            resumed += (f", continued after epoch {meta['continued']['after_epoch']} from that epoch's weights with "
-                        "fresh optimizer moments")
+        if meta.get("continued"):
+            *before, after = [str(step["after_epoch"]) for step in meta["continued"]]
+            epochs = (f"epochs {', '.join(before)} and {after} from those epochs'" if before
+                      else f"epoch {after} from that epoch's")
+            resumed += f", continued after {epochs} weights with fresh optimizer moments"
         return (f"This page shows the shipped run `{Path(run.path).name}` ({how}{resumed}; finished "
                 f"{meta['finished']} at commit `{(meta['commit'] or 'unknown')[:12]}`). "
                 f"`{shipped.RETRAIN}=1 jb build book/` trains it again instead.")

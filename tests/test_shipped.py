@@ -122,12 +122,15 @@ def test_provenance_of_a_shipped_run_lists_where_it_was_resumed(fake_shipped, re
         "`FER_RETRAIN=1 jb build book/` trains it again instead.")
 
 
-def test_provenance_of_a_continued_run_says_after_which_epoch(fake_shipped):
+@pytest.mark.parametrize("after, words", [
+    ([106], "continued after epoch 106 from that epoch's weights"),
+    ([106, 120], "continued after epochs 106 and 120 from those epochs' weights"),
+])
+def test_provenance_of_a_continued_run_says_after_which_epochs(fake_shipped, after, words):
     run = shipped.load("report")
-    run.meta.update(resumed_at=[], continued={"from": "runs/report-106", "after_epoch": 106,
-                                              "optimizer": "fresh moments"})
-    assert ", continued after epoch 106 from that epoch's weights with fresh optimizer moments; finished" in \
-        book.provenance(run)
+    run.meta.update(resumed_at=[], continued=[{"from": "runs/report", "after_epoch": epoch,
+                                               "optimizer": "fresh moments"} for epoch in after])
+    assert f", {words} with fresh optimizer moments; finished" in book.provenance(run)
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:

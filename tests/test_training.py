@@ -97,7 +97,7 @@ def test_a_finished_run_continues_with_its_history_data_order_and_schedule(tiny_
                         start_from=two)
     assert list(more.history.index) == [1, 2, 3]
     np.testing.assert_array_equal(more.history.iloc[:2].to_numpy(), two.history.to_numpy())
-    assert more.meta["continued"] == {"from": str(tmp_path / "two"), "after_epoch": 2, "optimizer": "fresh moments"}
+    assert more.meta["continued"] == [{"from": str(tmp_path / "two"), "after_epoch": 2, "optimizer": "fresh moments"}]
     assert more.meta["seconds"] > two.meta["seconds"] and more.meta["epochs_run"] == 3
     unbacked = training.fit("report", tiny_synthetic, config, seed=3, verbose=0, start_from=two)  # no resume folder
     np.testing.assert_array_equal(unbacked.history.to_numpy(), more.history.to_numpy())
