@@ -49,7 +49,7 @@ def check_confusion(values: dict, run, data) -> None:
     spread = {c: pairwise_distances(unit[y == i], unit[y == i].mean(axis=0, keepdims=True)).mean()
               for i, c in enumerate(CLASSES) if np.any(y == i)}
     assert values["fear_spread"] == pytest.approx(spread["fear"] / np.mean(list(spread.values())), rel=1e-4)
-    assert (values["fear_verdict"] == "agrees with") == (max(spread, key=spread.get) == "fear")
+    assert values["fear_verdict"].startswith("agrees") == (max(spread, key=spread.get) == "fear")
 
 
 def check_filters(values: dict, model) -> None:
