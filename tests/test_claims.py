@@ -72,7 +72,7 @@ def test_chapter_4_weighs_the_originals_brightness_guess_at_its_threshold(r, wor
 def test_chapter_7_says_whether_standardising_moves_the_shares(moved, words):
     assert run_claim("07_beyond", "std_moved_words =", "std_moved_words", moved=moved, little=0.05) == words
     remedy = run_claim("07_beyond", "std_remedy = (", "std_remedy", through="std_remedy = (", moved=moved, little=0.05)
-    assert remedy.startswith("a network trained with both") and ("does not bear" in remedy) == (words == "barely move")
+    assert remedy.startswith(("barely moves", "moves")) and ("does not bear" in remedy) == (words == "barely move")
 
 
 @pytest.mark.parametrize("losses, start", [
@@ -96,8 +96,8 @@ def test_chapter_2_says_what_validation_loss_did_after_its_lowest(losses, start)
 
 
 @pytest.mark.parametrize("low, mistaken, words", [
-    (["fear", "angry"], {}, "the same two as the original report's, and both"),  # FER2013
-    (["angry", "fear"], {"angry": "neutral"}, "the same two as the original report's, though not"),
+    (["fear", "angry"], {}, "the original report's two, both"),  # FER2013
+    (["angry", "fear"], {"angry": "neutral"}, "the original report's two, not both"),
     (["disgust", "fear"], {}, "one of them is among"),
     (["sad", "neutral"], {}, "neither is among"),  # the stand-in
 ])
