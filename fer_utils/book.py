@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from fer_utils import data as fer_data
-from fer_utils import shipped, training
+from fer_utils import prose, shipped, training
 
 # Epochs per (model, recipe): real FER2013 first, then the synthetic stand-in (sized to build in minutes).
 EPOCHS = {
@@ -64,14 +64,11 @@ def provenance(run: training.Run) -> str:
     how = (f"the *{recipe_name(meta['config'])}* recipe, {count(meta['epochs_run'], 'epoch')}, seed {meta['seed']}, "
            f"{meta['dtype_policy']}, {count(round(meta['seconds'] / 60), 'minute')} on {meta['device']}")
     if shipped.is_shipped(run):
-        *earlier, last = meta["resumed_at"] or [None]
-        epochs = f"epochs {', '.join(map(str, earlier))} and {last}" if earlier else f"epoch {last}"
-        resumed = f", resumed after {epochs}" if meta["resumed_at"] else ""
+        resumed = f", resumed after {prose.epochs(meta['resumed_at'])}" if meta["resumed_at"] else ""
         if meta.get("continued"):
-            *before, after = [str(step["after_epoch"]) for step in meta["continued"]]
-            epochs = (f"epochs {', '.join(before)} and {after} from those epochs'" if before
-                      else f"epoch {after} from that epoch's")
-            resumed += f", continued after {epochs} weights with fresh optimizer moments"
+            legs = [leg["after_epoch"] for leg in meta["continued"]]
+            whose = "those epochs'" if len(legs) > 1 else "that epoch's"
+            resumed += f", continued after {prose.epochs(legs)} from {whose} weights with fresh optimizer moments"
         return (f"This page shows the shipped run `{Path(run.path).name}` ({how}{resumed}; finished "
                 f"{meta['finished']} at commit `{(meta['commit'] or 'unknown')[:12]}`). "
                 f"`{shipped.RETRAIN}=1 jb build book/` trains it again instead.")

@@ -34,6 +34,12 @@ def how_often(value: float, reference: float, tolerance: float = LEVEL) -> str:
         compare(value, reference, tolerance)]
 
 
+def epochs(numbers: Iterable[int]) -> str:
+    """'epoch 106' or 'epochs 106 and 120': the epochs `numbers` names, with the noun's number to match."""
+    numbers = [str(n) for n in numbers]
+    return f"epoch{'s' if len(numbers) > 1 else ''} {join(numbers)}"
+
+
 def rank(position: int, direction: str = "lowest") -> str:
     """'the lowest', 'the second lowest', 'the 4th lowest' for position 1, 2, 4 (1 is the extreme)."""
     if position < 1:

@@ -13,6 +13,12 @@ def test_join():
     assert prose.join(["24", "12", "6", "3"]) == "24, 12, 6 and 3"
 
 
+def test_epochs():
+    assert prose.epochs([106]) == "epoch 106"
+    assert prose.epochs([106, 120]) == "epochs 106 and 120"  # the shipped report run's two continuations
+    assert prose.epochs([12, 66, 90]) == "epochs 12, 66 and 90"
+
+
 @pytest.mark.parametrize("value, reference, words", [
     (0.610, 0.651, "below"),  # FER2013: the report recipe's PublicTest accuracy against the original's
     (0.661, 0.651, "above"),  # FER2013: the augmented recipe over ten views
