@@ -5,6 +5,7 @@ ones the build shipped or cached)."""
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def check_saliency(values: dict, data, runs: dict) -> None:
     assert values["features_area"] == pytest.approx(areas[list(explain.FEATURE_REGIONS)].sum())
     assert values["border_area"] == pytest.approx(areas["border"])
     assert values["forehead_area"] == pytest.approx(areas["forehead"])
-    assert values["mouth_class"] in CLASSES and values["eye_class"] in CLASSES
+    for leaders in (values["mouth_class"], values["eye_class"]):  # one class, or those tied at the decimal printed
+        assert set(re.split(r", | and ", leaders)) <= set(CLASSES), leaders
     assert all(c in values["tbl-top-regions"] for c in CLASSES)
     assert "report CNN" in values["tbl-methods"] and "Grad-CAM++" in values["tbl-methods"]
 

@@ -52,6 +52,23 @@ def test_chapter_3_says_whether_fear_varies_most_as_the_original_found(most_spre
     assert run_claim("03_confusion", "tied = ", "fear_verdict", through="fear_verdict = (", spread=spread) == words
 
 
+@pytest.mark.parametrize("surprise, leaders, simple", [
+    (1.71, "happy", "1.5"),  # 1.7 against 1.8 as printed: happy alone
+    (1.76, "happy and surprise", "1.5 and 1.2, in that order"),  # FER2013: 1.8 and 1.8
+])
+def test_chapter_4_names_every_expression_the_mouth_leads_as_printed(surprise, leaders, simple):
+    mouth = pd.Series(1.0, index=list(CLASSES))
+    mouth["happy"], mouth["surprise"] = 1.82, surprise
+    report = pd.DataFrame({"mouth": mouth})
+    lift = {"simple": pd.DataFrame({"mouth": pd.Series(1.0, index=list(CLASSES))}).assign(
+        mouth=lambda d: d.mouth.where(d.index != "happy", 1.5).where(d.index != "surprise", 1.2))}
+    names = run_claim("04_saliency", "mouth_leads = ", "mouth_leads", through="eyes_mouth = ", report=report,
+                      eye_brow=mouth, lift=lift)
+    assert prose.join(names) == leaders
+    assert run_claim("04_saliency", "mouth_leads = ", "mouth_simple", through="eyes_mouth = ", report=report,
+                     eye_brow=mouth, lift=lift) == simple
+
+
 @pytest.mark.parametrize("leaders, words", [
     (["mouth"] * 7, "the mouth for all 7 of them"),
     (["mouth"] * 4 + ["eyes"] * 2 + ["nose"], "not the same for all of them: the mouth for 4, the eyes for 2 and the "
