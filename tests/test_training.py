@@ -74,7 +74,7 @@ def test_interrupted_save_leaves_nothing_that_looks_complete(first_run, tmp_path
 
 
 def test_recipes_are_one_call_away():
-    assert training.RECIPES["report"] == TrainConfig(epochs=160, schedule="step", decay_at=106)  # as shipped
+    assert training.RECIPES["report"] == TrainConfig(epochs=200, schedule="step", decay_at=106)  # as shipped
     assert (training.REPORT.learning_rate, training.REPORT.beta_1, training.REPORT.beta_2) == (1e-3, 0.9, 0.99)
     assert training.AUGMENTED.augment and training.AUGMENTED.schedule == "cosine"
     assert training.AUGMENTED.recalibrate_bn and training.AUGMENTED.input_norm == "per_image"
