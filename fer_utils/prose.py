@@ -34,6 +34,11 @@ def how_often(value: float, reference: float, tolerance: float = LEVEL) -> str:
         compare(value, reference, tolerance)]
 
 
+def points(value: float, reference: float, decimals: int = 3) -> float:
+    """`value` minus `reference` in percentage points, from the two as printed with `decimals` decimals."""
+    return 100 * (round(float(value), decimals) - round(float(reference), decimals))
+
+
 def epochs(numbers: Iterable[int]) -> str:
     """'epoch 106' or 'epochs 106 and 120': the epochs `numbers` names, with the noun's number to match."""
     numbers = [str(n) for n in numbers]

@@ -45,3 +45,9 @@ def test_rank():
     assert prose.rank(5) == "the 5th lowest"
     with pytest.raises(ValueError):
         prose.rank(0)
+
+
+def test_points_are_the_difference_a_reader_computes_from_the_printed_values():
+    assert prose.points(0.6543, 0.6612) == pytest.approx(-0.7)  # printed 0.654 and 0.661; unrounded, -0.69
+    assert prose.points(0.6353, 0.651) == pytest.approx(-1.6)
+    assert prose.points(0.6049, 0.6354, decimals=2) == pytest.approx(-4.0)  # printed 0.60 and 0.64
