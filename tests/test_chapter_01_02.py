@@ -63,7 +63,7 @@ def check_history(values: dict, run_dir: Path, data) -> None:
     assert values["best_epoch"] == history["val_accuracy"].idxmax()
     assert values["best_val_accuracy"] == pytest.approx(history["val_accuracy"].max())
     assert values["lowest_loss_epoch"] == history["val_loss"].idxmin()
-    assert values["gap"] == pytest.approx(last["accuracy"] - last["val_accuracy"])
+    assert values["gap"] == pytest.approx(prose.points(last["accuracy"], last["val_accuracy"]))  # as printed
     assert values["chance"] == pytest.approx(np.bincount(data.y["val"]).max() / len(data.y["val"]))
     assert values["n_train"] == len(data.y["train"])
     assert f"{last['val_accuracy']:.4f}" in values["tbl-original"]
