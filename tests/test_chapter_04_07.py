@@ -69,7 +69,7 @@ def check_beyond(values: dict, data, runs: dict) -> None:
     assert values["n_val"] == len(y)
     assert values["plain_acc"] == pytest.approx(accuracy(runs["report"], x, y))
     assert values["augmented_acc"] == pytest.approx(accuracy(runs["augmented"], x, y))
-    assert values["gain_one"] == pytest.approx(100 * (values["augmented_acc"] - values["plain_acc"]))
+    assert values["gain_one"] == pytest.approx(prose.points(values["augmented_acc"], values["plain_acc"]))
     assert f"{values['plain_acc']:.3f}" in values["tab-recipes"]
     both = np.mean([evaluation.predict(run.model, x, tta=True) for run in runs.values()], axis=0)
     assert values["ensemble_acc"] == pytest.approx(accuracy_score(y, both.argmax(axis=1)))
@@ -85,7 +85,7 @@ def check_beyond(values: dict, data, runs: dict) -> None:
     held = data.held_out  # the headline: one view on the test split, or validation where there is none
     assert values["plain_held_acc"] == pytest.approx(accuracy(runs["report"], data.x[held], data.y[held]))
     assert values["augmented_held_acc"] == pytest.approx(accuracy(runs["augmented"], data.x[held], data.y[held]))
-    assert values["gain_held"] == pytest.approx(100 * (values["augmented_held_acc"] - values["plain_held_acc"]))
+    assert values["gain_held"] == pytest.approx(prose.points(values["augmented_held_acc"], values["plain_held_acc"]))
 
 
 @pytest.mark.book
