@@ -42,16 +42,17 @@ def run_claim(page: str, first: str, name: str, through: str | None = None, **in
     return namespace[name]
 
 
-@pytest.mark.parametrize("fear, angry, happy, words", [
-    (1.3, 0.9, 0.9, "agrees with"), (0.9, 0.9, 1.3, "does not bear out"),
-    (1.3, 1.297, 0.9, "agrees only in part (fear ties with angry at two decimals) with"),  # session 3: 1.08 and 1.08
-    (1.297, 1.3, 0.9, "agrees only in part (fear ties with angry at two decimals) with"),  # FER2013: angry ahead
-    (1.3, 1.31, 0.9, "does not bear out"),  # angry ahead as printed
+@pytest.mark.parametrize("fear, angry, happy, words, rank", [
+    (1.3, 0.9, 0.9, "agrees with", "the most spread"), (1.0, 0.9, 1.3, "does not bear out", "the second most spread"),
+    (1.3, 1.297, 0.9, "agrees only in part with", "tied with angry for the most spread"),  # session 3: 1.08, 1.08
+    (1.297, 1.3, 0.9, "agrees only in part with", "tied with angry for the most spread"),  # FER2013: angry ahead
+    (1.3, 1.31, 0.9, "does not bear out", "the second most spread"),  # angry ahead as printed
 ])
-def test_chapter_3_says_whether_fear_varies_most_as_the_original_found(fear, angry, happy, words):
+def test_chapter_3_says_whether_fear_varies_most_as_the_original_found(fear, angry, happy, words, rank):
     spread = pd.Series(0.9, index=list(CLASSES))
     spread["fear"], spread["angry"], spread["happy"] = fear, angry, happy
     assert run_claim("03_confusion", "printed = ", "fear_verdict", through="fear_verdict = (", spread=spread) == words
+    assert run_claim("03_confusion", "printed = ", "fear_rank", through="fear_rank = fear_rank", spread=spread) == rank
 
 
 @pytest.mark.parametrize("au_p, words", [(0.26, "does not show"), (0.049, "shows")])  # FER2013: 0.26
@@ -252,13 +253,14 @@ def test_chapter_7_names_the_augmentation_in_the_order_it_is_applied():
 
 @pytest.mark.parametrize("augmented, held, words", [
     (0.67, "test", "Yes"), (0.67, "val", "Perhaps"),  # 3.5 points over chapter 2's run, 1.9 over the original
-    (0.656, "val", "Not clearly than the original, but than chapter 2's run"),  # FER2013: +2.1 and +0.5 points
-    (0.64, "test", "Not clearly: the gain"), (0.64, "val", "Not clearly: the gain"),
+    (0.656, "val", "Better than chapter 2's run, not clearly than the original"),  # FER2013: +2.1 and +0.5 points
+    (0.645, "test", "Not clearly: the gain"), (0.645, "val", "Not clearly: the gain"),  # +1.0 within 1.4
 ])
 def test_chapter_7_answers_its_question_against_the_sampling_margin(augmented, held, words):
     data = type("Data", (), {"y": {held: np.zeros(3589)}})()  # the margin at 0.635 on 3,589 images: 1.6 points
     answer = run_claim("07_beyond", "p = held_acc", "clear_answer", through="clear_answer = (",
-                       held_acc={"report": 0.635, "augmented": augmented}, data=data, held=held, orig=0.651)
+                       held_acc={"report": 0.635, "augmented": augmented}, data=data, held=held, orig=0.651,
+                       paired_margin=0.014)  # FER2013: 1.4 points for the difference on the same images
     assert answer.startswith(words)
 
 
