@@ -42,6 +42,17 @@ def run_claim(page: str, first: str, name: str, through: str | None = None, **in
     return namespace[name]
 
 
+@pytest.mark.parametrize("sharing_extra, words", [(0.0, "no evidence for it"), (0.2, "evidence for it")])
+def test_chapter_3_calls_the_shared_action_units_evidence_only_under_its_level(sharing_extra, words):
+    sharing = np.array([True, False] * 21)  # 42 ordered pairs, half sharing an action unit
+    shares = np.linspace(0.0, 0.1, 42) + np.where(sharing, sharing_extra, 0.0)
+    off = pd.DataFrame({"true": ["angry"] * 42, "predicted": ["sad"] * 42, "share": shares})
+    book = type("Book", (), {"seed": staticmethod(lambda: 0)})
+    found = run_claim("03_confusion", "pair_shares = ", "share_found", through="share_found = ", off=off,
+                      sharing=sharing, book=book)
+    assert found == words
+
+
 @pytest.mark.parametrize("fear, angry, happy, words, rank", [
     (1.3, 0.9, 0.9, "agrees with", "the most spread"), (1.0, 0.9, 1.3, "does not bear out", "the second most spread"),
     (1.3, 1.297, 0.9, "agrees only in part with", "tied with angry for the most spread"),  # session 3: 1.08, 1.08
